@@ -1,0 +1,118 @@
+#!/usr/bin/env python
+"""Generate RESULTS.md from the records under results/ (never edit RESULTS.md by hand)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "results"
+PAPER_AVG_DEGRADATION = 4.6  # Barkan et al. 2020, average over five GLUE pair tasks
+CLEAR_MARGIN = 1.0  # points of the main metric a teacher must gain over the best embedding baseline
+
+NAMES = {
+    "teacher": "teacher (cross-encoder)",
+    "dse_student": "DSE student",
+    "label_only_student": "label-only student (α=0)",
+    "pretrained_cosine": "pretrained encoder + cosine",
+}
+
+
+def _fmt(value: float | None, signed: bool = False) -> str:
+    if value is None:
+        return "–"
+    return f"{value:+.2f}" if signed else f"{value:.2f}"
+
+
+def pipeline_section(kind: str, records: list[dict[str, Any]]) -> list[str]:
+    lines = [f"## Pipeline runs: profile `{kind}`", ""]
+    if kind == "full":
+        lines += ["All training pairs, default hyper-parameters, metrics on the GLUE dev set (in %).", ""]
+    else:
+        lines += ["Reduced configuration (the README's main job); indicative only.", ""]
+    degradations = []
+    checks = []
+    for rec in records:
+        task, main = rec["task"], rec["main_metric"]
+        metrics = sorted({m for r in rec["results"].values() for m in r})
+        lines += [f"### {task.upper()} ({rec['train_pairs']} train pairs, {rec['dev_pairs']} dev pairs)", ""]
+        lines.append("| model | " + " | ".join(metrics) + f" | rel. degradation of {main} vs teacher (%) |")
+        lines.append("|---|" + "---:|" * (len(metrics) + 1))
+        for name, values in rec["results"].items():
+            deg = rec["relative_degradation_pct"].get(name)
+            lines.append(f"| {NAMES.get(name, name)} | " + " | ".join(_fmt(values.get(m)) for m in metrics)
+                         + f" | {_fmt(deg, signed=True)} |")
+        res = rec["results"]
+        if "dse_student" in res:
+            degradations.append(rec["relative_degradation_pct"]["dse_student"])
+        if "dse_student" in res and "label_only_student" in res:
+            ok = res["dse_student"][main] > res["label_only_student"][main]
+            checks.append(f"- {task}: DSE student {'beats' if ok else 'does NOT beat'} the label-only student on "
+                          f"{main} ({_fmt(res['dse_student'][main])} vs {_fmt(res['label_only_student'][main])}).")
+        baselines = {k: v[main] for k, v in res.items() if k in ("label_only_student", "pretrained_cosine")}
+        if baselines and "teacher" in res:
+            best_name = max(baselines, key=baselines.get)
+            margin = res["teacher"][main] - baselines[best_name]
+            verdict = "clearly beats" if margin >= CLEAR_MARGIN else "does NOT clearly beat"
+            checks.append(f"- {task}: teacher {verdict} the best embedding baseline ({NAMES[best_name]}) on {main}: "
+                          f"{_fmt(res['teacher'][main])} vs {_fmt(baselines[best_name])} (margin "
+                          f"{_fmt(margin, signed=True)}; 'clear' = at least {CLEAR_MARGIN} point).")
+        times = ", ".join(f"{k} {v:.0f}" for k, v in rec["stage_seconds"].items())
+        env = rec["environment"]
+        lines += ["", f"Stage wall times (s): {times}.", "",
+                  f"Machine: {env['platform']}, {env['cpu_count']} CPUs, torch threads {env['torch_threads']}, "
+                  f"GPU: {env['cuda'] or 'none'}; torch {env['torch']}, transformers {env['transformers']}, "
+                  f"sentence-transformers {env['sentence_transformers']}, dsembed {env['dsembed']}. "
+                  f"Finished {rec['finished_at']}.", "",
+                  f"Command: `{env['command']}`", ""]
+        plot = Path(f"results/{kind}/{task}/student_vs_teacher.png")
+        if (ROOT / plot).is_file():
+            lines += [f"![{task} student vs teacher]({plot.as_posix()})", ""]
+    if degradations:
+        avg = sum(degradations) / len(degradations)
+        verdict = "meets" if avg <= PAPER_AVG_DEGRADATION else "MISSES"
+        checks.append(f"- Average relative degradation of the DSE student vs its teacher over {len(degradations)} "
+                      f"task(s): {_fmt(avg)}% — {verdict} the paper's {PAPER_AVG_DEGRADATION}% target.")
+    if checks:
+        lines += ["### Targets", "", *checks, ""]
+    return lines
+
+
+def speed_section() -> list[str]:
+    records = sorted((RESULTS / "speed").glob("*.json")) if (RESULTS / "speed").is_dir() else []
+    if not records:
+        return []
+    try:
+        sys.path.insert(0, str(ROOT / "src"))
+        from dsembed.bench import render_markdown
+    except ImportError:
+        render_markdown = None
+    lines = ["## Speed: one query against N candidates", ""]
+    for path in records:
+        record = json.loads(path.read_text())
+        if render_markdown is not None:
+            lines += [render_markdown(record, path.relative_to(ROOT).as_posix()), ""]
+        else:
+            lines += [f"Record `{path.relative_to(ROOT)}` (renderer unavailable).", ""]
+    return lines
+
+
+def main() -> None:
+    out = ["# Results", "",
+           "Generated by `python scripts/make_results.py` from the JSON records under `results/`; "
+           "do not edit by hand. Each record names the command, machine and library versions that made it.", ""]
+    for kind in ("full", "quick"):
+        folder = RESULTS / kind
+        records = [json.loads(p.read_text()) for p in sorted(folder.glob("*/record.json"))] if folder.is_dir() else []
+        if records:
+            out += pipeline_section(kind, records)
+    out += speed_section()
+    (ROOT / "RESULTS.md").write_text("\n".join(out).rstrip() + "\n")
+    print(f"wrote {ROOT / 'RESULTS.md'}")
+
+
+if __name__ == "__main__":
+    main()

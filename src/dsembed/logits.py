@@ -1,0 +1,141 @@
+"""Teacher logits: computed once per (teacher, pairs), stored on disk, resumable, portable.
+
+A logits file records the teacher's fingerprint and a hash of every pair, so logits computed
+on a GPU machine can be carried to a CPU machine and are refused if the pairs differ.
+Work in progress is kept as atomically written chunks, so an interrupted run resumes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from safetensors.numpy import load_file, save_file
+from tqdm.auto import tqdm
+
+from .data import PairDataset
+from .utils import atomic_write_bytes, atomic_write_json, cache_dir, sha256_bytes
+
+logger = logging.getLogger("dsembed.logits")
+
+FORMAT_VERSION = 1
+
+
+class StaleLogitsError(ValueError):
+    """Stored logits belong to another teacher or to other pairs."""
+
+
+@dataclass
+class TeacherLogits:
+    logits: np.ndarray  # [n, teacher num_labels], raw
+    pair_hashes: np.ndarray  # [n] uint64, one per pair, in order
+    teacher_fingerprint: str
+    pairs_fingerprint: str
+    task: str
+
+    def save(self, path: str | Path) -> None:
+        """One safetensors file with the logits, the pair hashes and the keys as metadata."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        meta = {"teacher_fingerprint": self.teacher_fingerprint, "pairs_fingerprint": self.pairs_fingerprint,
+                "task": self.task, "format_version": str(FORMAT_VERSION)}
+        save_file({"logits": self.logits.astype(np.float32), "pair_hashes": self.pair_hashes.astype(np.uint64)},
+                  str(tmp), metadata=meta)
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> TeacherLogits:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="numpy") as handle:
+            meta = handle.metadata() or {}
+        arrays = load_file(str(path))
+        missing = {"teacher_fingerprint", "pairs_fingerprint", "task"} - set(meta)
+        if missing or "logits" not in arrays or "pair_hashes" not in arrays:
+            raise ValueError(f"{path} is not a dsembed teacher-logits file (missing {sorted(missing)})")
+        return cls(arrays["logits"], arrays["pair_hashes"], meta["teacher_fingerprint"], meta["pairs_fingerprint"],
+                   meta["task"])
+
+    def check_matches(self, data: PairDataset, teacher_fingerprint: str | None = None, source: str = "") -> None:
+        """Refuse logits that were computed for other pairs (or another teacher, when given)."""
+        where = f" ({source})" if source else ""
+        if teacher_fingerprint is not None and teacher_fingerprint != self.teacher_fingerprint:
+            raise StaleLogitsError(f"teacher logits{where} were computed by another teacher")
+        if len(self.logits) != len(data):
+            raise StaleLogitsError(f"teacher logits{where} cover {len(self.logits)} pairs, the data has {len(data)}")
+        hashes = data.pair_hashes()
+        bad = np.flatnonzero(hashes != self.pair_hashes)
+        if len(bad):
+            raise StaleLogitsError(f"teacher logits{where} do not match the pairs: {len(bad)} differ, first at "
+                                   f"row {int(bad[0])}")
+
+
+def logits_cache_path(teacher_fingerprint: str, data: PairDataset, root: str | Path | None = None) -> Path:
+    key = sha256_bytes(f"{teacher_fingerprint}\n{data.fingerprint()}".encode())[:32]
+    return Path(root or cache_dir() / "logits") / key
+
+
+def compute_teacher_logits(teacher, data: PairDataset, *, cache: str | Path | None = None,  # noqa: ANN001
+                           batch_size: int = 64, chunk_size: int = 2048, show_progress_bar: bool = True,
+                           use_cache: bool = True) -> TeacherLogits:
+    """Logits of ``teacher`` (a :class:`dsembed.teacher.Teacher`) on every pair, cached and resumable."""
+    teacher_fp = teacher.fingerprint()
+    folder = logits_cache_path(teacher_fp, data, cache)
+    final = folder / "logits.safetensors"
+    if use_cache and final.is_file():
+        stored = TeacherLogits.load(final)
+        stored.check_matches(data, teacher_fp, str(final))
+        logger.info("teacher logits from cache %s", final)
+        return stored
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(folder / "meta.json", {"teacher_fingerprint": teacher_fp, "pairs": len(data),
+                                             "pairs_fingerprint": data.fingerprint(), "chunk_size": chunk_size})
+    pairs = data.pairs()
+    n_chunks = (len(pairs) + chunk_size - 1) // chunk_size
+    parts: list[np.ndarray] = []
+    with tqdm(total=len(pairs), desc="teacher logits", unit="pair", disable=not show_progress_bar) as bar:
+        for c in range(n_chunks):
+            chunk_file = folder / f"chunk_{c:06d}_{chunk_size}.npy"
+            lo, hi = c * chunk_size, min(len(pairs), (c + 1) * chunk_size)
+            if use_cache and chunk_file.is_file():
+                part = np.load(chunk_file)
+            else:
+                part = teacher.predict_logits(pairs[lo:hi], batch_size=batch_size, show_progress_bar=False)
+                atomic_write_bytes(chunk_file, _npy_bytes(part))
+            parts.append(part)
+            bar.update(hi - lo)
+    logits = np.concatenate(parts) if parts else np.zeros((0, teacher.task.num_labels), np.float32)
+    result = TeacherLogits(logits, data.pair_hashes(), teacher_fp, data.fingerprint(), teacher.task.name)
+    result.save(final)
+    for chunk_file in folder.glob("chunk_*.npy"):
+        chunk_file.unlink()
+    return result
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+def export_logits(src: TeacherLogits, path: str | Path) -> Path:
+    """Copy cached logits to a portable file (e.g. to carry them from a GPU machine)."""
+    src.save(path)
+    return Path(path)
+
+
+def clear_cache(root: str | Path | None = None) -> None:
+    shutil.rmtree(Path(root or cache_dir() / "logits"), ignore_errors=True)
+
+
+def describe(path: str | Path) -> str:
+    stored = TeacherLogits.load(path)
+    return json.dumps({"pairs": len(stored.logits), "task": stored.task,
+                       "teacher_fingerprint": stored.teacher_fingerprint[:16]})

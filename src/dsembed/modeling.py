@@ -1,0 +1,258 @@
+"""The DSE student: one shared sentence encoder plus a small head over the two embeddings.
+
+The encoder is a ``SentenceTransformer`` (Transformer module + pooling module), so encoding,
+batching and saving are sentence-transformers' own and a saved student loads there as a plain
+embedding model. The head and the DSE config are stored beside it in the same folder.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from sentence_transformers import SentenceTransformer
+from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+from torch import Tensor, nn
+
+from . import __version__
+from .losses import DSELoss, logits_to_scores
+from .st_pooling import LayerConcatMeanPooling
+from .tasks import TaskSpec
+from .utils import atomic_dir, default_device, sha256_bytes
+
+HEAD_FILE = "dse_head.safetensors"
+CONFIG_FILE = "dse_config.json"
+POOLING_CODE_FILE = "dsembed_pooling.py"
+POOLING_CLASS_REF = "dsembed_pooling.LayerConcatMeanPooling"
+POOLINGS = ("top4", "topk", "mean", "cls")
+
+
+class PairHead(nn.Module):
+    """``[u, v, u*v, |u-v|]`` -> Linear(hidden) -> ReLU -> Linear(k), as in the official DSE code."""
+
+    def __init__(self, embedding_dim: int, hidden_dim: int = 512, num_outputs: int = 1, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.embedding_dim = embedding_dim
+        self.dense = nn.Linear(4 * embedding_dim, hidden_dim)
+        self.dropout = nn.Dropout(dropout)
+        self.out = nn.Linear(hidden_dim, num_outputs)
+
+    @staticmethod
+    def pair_features(u: Tensor, v: Tensor) -> Tensor:
+        return torch.cat([u, v, u * v, (u - v).abs()], dim=-1)
+
+    def forward(self, u: Tensor, v: Tensor) -> Tensor:
+        hidden = torch.relu(self.dense(self.pair_features(u, v)))
+        return self.out(self.dropout(hidden))
+
+
+def _task_from_dict(data: dict[str, Any]) -> TaskSpec:
+    tuple_keys = {"labels", "metrics", "hf_columns", "label_range"}
+    kwargs = {k: (tuple(v) if k in tuple_keys and v is not None else v) for k, v in data.items()}
+    return TaskSpec(**kwargs)
+
+
+@dataclass
+class DSEConfig:
+    """Everything needed to rebuild the student around its saved encoder."""
+
+    task: dict[str, Any]
+    pooling: str = "topk"
+    top_k: int = 4
+    head_hidden: int = 512
+    head_dropout: float = 0.0
+    embedding_dim: int = 0
+    base_model: str = ""
+    dsembed_version: str = __version__
+    training: dict[str, Any] = field(default_factory=dict)
+
+
+def _normalise_pooling(pooling: str, top_k: int) -> tuple[str, int]:
+    pooling = pooling.lower()
+    if pooling not in POOLINGS:
+        raise ValueError(f"unknown pooling {pooling!r}; choose one of {', '.join(POOLINGS)}")
+    if pooling == "top4":
+        return "topk", 4
+    return pooling, top_k
+
+
+def build_encoder(base: str, pooling: str = "topk", top_k: int = 4, max_seq_length: int | None = 128,
+                  device: str | None = None) -> SentenceTransformer:
+    """A fresh SentenceTransformer over a pretrained HF encoder with the chosen DSE pooling."""
+    from .bases import resolve_model_path
+
+    pooling, top_k = _normalise_pooling(pooling, top_k)
+    path = resolve_model_path(base)
+    config_kwargs = {"output_hidden_states": True} if pooling == "topk" else None
+    transformer = Transformer(path, max_seq_length=max_seq_length, config_kwargs=config_kwargs)
+    dim = transformer.get_embedding_dimension()
+    if pooling == "topk":
+        layers = transformer.model.config.num_hidden_layers
+        if not 1 <= top_k <= layers:
+            raise ValueError(f"top_k={top_k} but the encoder has {layers} layers")
+        pool: nn.Module = LayerConcatMeanPooling(dim, top_k=top_k)
+    else:
+        pool = Pooling(dim, pooling_mode="mean" if pooling == "mean" else "cls")
+    return SentenceTransformer(modules=[transformer, pool], device=device or default_device())
+
+
+class DSEModel(nn.Module):
+    """Siamese student: ``encode`` sentences once, then score any pair with the cheap head."""
+
+    def __init__(self, encoder: SentenceTransformer, head: PairHead, task: TaskSpec, config: DSEConfig,
+                 alpha: float = 0.5) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.head = head
+        self.task = task
+        self.config = config
+        self.loss_fn = DSELoss(task, alpha)
+        self.head.to(encoder.device)
+
+    # ---- construction -------------------------------------------------------------------
+    @classmethod
+    def from_base(cls, base: str, task: TaskSpec, *, pooling: str = "topk", top_k: int = 4, head_hidden: int = 512,
+                  head_dropout: float = 0.0, max_seq_length: int | None = None, alpha: float = 0.5,
+                  device: str | None = None, seed: int | None = 0) -> DSEModel:
+        """Start a student from a pretrained encoder (an offline alias, HF id or local folder)."""
+        pooling, top_k = _normalise_pooling(pooling, top_k)
+        if seed is not None:
+            torch.manual_seed(seed)
+        encoder = build_encoder(base, pooling, top_k, max_seq_length or task.max_length, device)
+        dim = encoder.get_embedding_dimension()
+        head = PairHead(dim, head_hidden, task.student_outputs, head_dropout)
+        config = DSEConfig(task=asdict(task), pooling=pooling, top_k=top_k, head_hidden=head_hidden,
+                           head_dropout=head_dropout, embedding_dim=dim, base_model=base)
+        return cls(encoder, head, task, config, alpha=alpha)
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | None = None, trust_remote_code: bool = False) -> DSEModel:
+        """Load a student saved by :meth:`save` (safetensors only)."""
+        path = Path(path)
+        config_path = path / CONFIG_FILE
+        if not config_path.is_file():
+            raise FileNotFoundError(f"{path} is not a dsembed student: {CONFIG_FILE} is missing")
+        config = DSEConfig(**json.loads(config_path.read_text()))
+        code_file = path / POOLING_CODE_FILE
+        if code_file.exists() and not trust_remote_code:
+            # Our own pooling file is the only code we run without being asked to.
+            if sha256_bytes(code_file.read_bytes()) != sha256_bytes(_pooling_source()):
+                raise ValueError(f"{code_file} differs from dsembed's pooling code; pass trust_remote_code=True "
+                                 "if you trust this folder")
+        encoder = SentenceTransformer(str(path), device=device or default_device(),
+                                      trust_remote_code=code_file.exists(), local_files_only=True)
+        task = _task_from_dict(config.task)
+        head = PairHead(config.embedding_dim, config.head_hidden, task.student_outputs, config.head_dropout)
+        head.load_state_dict(load_file(str(path / HEAD_FILE)))
+        model = cls(encoder, head, task, config)
+        model.eval()
+        return model
+
+    def save(self, path: str | Path) -> None:
+        """Write encoder (sentence-transformers layout), head and config; atomically."""
+        with atomic_dir(path) as tmp:
+            self.encoder.save(str(tmp))
+            if self.config.pooling == "topk":
+                (tmp / POOLING_CODE_FILE).write_bytes(_pooling_source())
+                modules_path = tmp / "modules.json"
+                modules = json.loads(modules_path.read_text())
+                for module in modules:
+                    if module["type"].endswith("LayerConcatMeanPooling"):
+                        module["type"] = POOLING_CLASS_REF
+                modules_path.write_text(json.dumps(modules, indent=2))
+            state = {k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()}
+            save_file(state, str(tmp / HEAD_FILE))
+            (tmp / CONFIG_FILE).write_text(json.dumps(asdict(self.config), indent=2, default=str))
+
+    # ---- training forward ---------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return self.encoder.device
+
+    @property
+    def embedding_dim(self) -> int:
+        return self.config.embedding_dim
+
+    def tokenize(self, texts: list[str]) -> dict[str, Tensor]:
+        return self.encoder.preprocess(texts)
+
+    def embed(self, features: dict[str, Tensor]) -> Tensor:
+        """Differentiable sentence embeddings of tokenised features."""
+        return self.encoder(dict(features))["sentence_embedding"]
+
+    def forward(self, sentence_a: dict[str, Tensor], sentence_b: dict[str, Tensor], labels: Tensor | None = None,
+                teacher_logits: Tensor | None = None) -> dict[str, Tensor]:
+        u = self.embed(sentence_a)
+        v = self.embed(sentence_b)
+        logits = self.head(u, v)
+        out: dict[str, Tensor] = {"logits": logits}
+        if labels is not None or teacher_logits is not None:
+            parts = self.loss_fn(logits, labels, teacher_logits)
+            out["loss"] = parts.pop("loss")
+            # kept aside (not returned) so the Trainer's prediction loop sees only loss and logits
+            self.last_loss_parts = {k: float(v.detach()) for k, v in parts.items()}
+        return out
+
+    # ---- inference ----------------------------------------------------------------------
+    def encode(self, sentences: str | list[str], batch_size: int = 32, show_progress_bar: bool | None = None,
+               normalize_embeddings: bool = False, convert_to_numpy: bool = True,
+               convert_to_tensor: bool = False) -> np.ndarray | Tensor:
+        """Sentence embeddings, exactly as ``SentenceTransformer.encode`` computes them."""
+        return self.encoder.encode(sentences, batch_size=batch_size, show_progress_bar=show_progress_bar,
+                                   normalize_embeddings=normalize_embeddings, convert_to_numpy=convert_to_numpy,
+                                   convert_to_tensor=convert_to_tensor)
+
+    @torch.inference_mode()
+    def head_logits(self, u: np.ndarray | Tensor, v: np.ndarray | Tensor, batch_size: int = 65536) -> np.ndarray:
+        """Head logits for aligned rows of embeddings (broadcasts a single ``u`` against many ``v``)."""
+        u_t = torch.as_tensor(np.asarray(u, dtype=np.float32) if not isinstance(u, Tensor) else u)
+        v_t = torch.as_tensor(np.asarray(v, dtype=np.float32) if not isinstance(v, Tensor) else v)
+        u_t, v_t = u_t.to(self.device, torch.float32), v_t.to(self.device, torch.float32)
+        if u_t.ndim == 1:
+            u_t = u_t.unsqueeze(0)
+        if v_t.ndim == 1:
+            v_t = v_t.unsqueeze(0)
+        n = max(len(u_t), len(v_t))
+        self.head.eval()
+        chunks = []
+        for start in range(0, n, batch_size):
+            uu = u_t if len(u_t) == 1 else u_t[start:start + batch_size]
+            vv = v_t if len(v_t) == 1 else v_t[start:start + batch_size]
+            if len(uu) == 1 and len(vv) > 1:
+                uu = uu.expand(len(vv), -1)
+            elif len(vv) == 1 and len(uu) > 1:
+                vv = vv.expand(len(uu), -1)
+            chunks.append(self.head(uu, vv).float().cpu())
+        return torch.cat(chunks).numpy()
+
+    def scores_from_logits(self, logits: np.ndarray) -> np.ndarray:
+        return logits_to_scores(self.task, torch.as_tensor(logits)).numpy()
+
+    def predict(self, pairs: list[tuple[str, str]] | list[list[str]], batch_size: int = 32,
+                show_progress_bar: bool | None = None, apply_activation: bool = True) -> np.ndarray:
+        """Scores for sentence pairs, like ``CrossEncoder.predict``; each distinct sentence is encoded once."""
+        if not pairs:
+            return np.zeros((0,), dtype=np.float32)
+        unique: dict[str, int] = {}
+        for a, b in pairs:
+            unique.setdefault(a, len(unique))
+            unique.setdefault(b, len(unique))
+        emb = self.encode(list(unique), batch_size=batch_size, show_progress_bar=show_progress_bar)
+        ia = np.fromiter((unique[a] for a, _ in pairs), dtype=np.int64, count=len(pairs))
+        ib = np.fromiter((unique[b] for _, b in pairs), dtype=np.int64, count=len(pairs))
+        logits = self.head_logits(emb[ia], emb[ib])
+        return self.scores_from_logits(logits) if apply_activation else logits
+
+
+def _pooling_source() -> bytes:
+    return (Path(__file__).parent / "st_pooling.py").read_bytes()
+
+
+def copy_pooling_code(folder: str | Path) -> None:
+    shutil.copyfile(Path(__file__).parent / "st_pooling.py", Path(folder) / POOLING_CODE_FILE)

@@ -1,0 +1,236 @@
+"""One command, all stages: teacher -> teacher logits -> DSE student -> label-only student -> baselines.
+
+Each stage reuses what an earlier (possibly interrupted) run already finished in the same
+output folder, and the run writes a JSON record with metrics, wall times, machine and versions.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .data import PairDataset, load_glue
+from .evaluation import compute_metrics, cosine_baseline, evaluate_student, relative_degradation
+from .logits import compute_teacher_logits
+from .modeling import DSEModel
+from .tasks import TaskSpec, get_task
+from .teacher import TEACHER_INFO, Teacher, TeacherRecipe, train_teacher
+from .trainer import DistillConfig, distill
+from .utils import atomic_write_json
+
+logger = logging.getLogger("dsembed.pipeline")
+
+PROFILES: dict[str, dict[str, Any]] = {
+    # Everything, default hyper-parameters (hours on a 2-core CPU, minutes on a GPU).
+    "full": {},
+    # The main job: finishes in minutes on a laptop-class CPU; numbers are indicative only.
+    "quick": {"max_train_pairs": 600, "max_dev_pairs": 300, "teacher_epochs": 2.0, "student_epochs": 2.0,
+              "max_length": 64, "head_learning_rate": 1e-3},
+}
+
+
+@dataclass
+class PipelineConfig:
+    task: str = "mrpc"
+    output_dir: str = "runs/mrpc"
+    profile: str = "full"
+    teacher: str | None = None  # a ready cross-encoder (folder or hub id); None: fine-tune one
+    teacher_base: str = "all-MiniLM-L6-v2"
+    teacher_epochs: float = 3.0
+    teacher_learning_rate: float = 3e-5
+    teacher_batch_size: int = 16
+    student_base: str = "all-MiniLM-L6-v2"
+    student_epochs: float = 3.0
+    learning_rate: float = 2e-5
+    head_learning_rate: float | None = None
+    batch_size: int = 32
+    alpha: float = 0.5
+    pooling: str = "topk"
+    top_k: int = 4
+    max_length: int | None = None
+    max_train_pairs: int | None = None
+    max_dev_pairs: int | None = None
+    data_dir: str | None = None
+    data_source: str = "auto"
+    seed: int = 42
+    label_only_baseline: bool = True
+    plot: bool = True
+    show_progress_bar: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_profile(cls, profile: str, **overrides: Any) -> PipelineConfig:
+        if profile not in PROFILES:
+            raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+        values = {**PROFILES[profile], **{k: v for k, v in overrides.items() if v is not None}}
+        return cls(profile=profile, **values)
+
+
+def environment_record() -> dict[str, Any]:
+    """Machine and library versions, stored with every result."""
+    import os
+
+    import sentence_transformers
+    import torch
+    import transformers
+
+    from . import __version__
+
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "sentence_transformers": sentence_transformers.__version__,
+        "dsembed": __version__,
+        "command": " ".join(sys.argv),
+    }
+
+
+class _Timer:
+    def __init__(self) -> None:
+        self.stages: dict[str, float] = {}
+
+    def run(self, name: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        start = time.perf_counter()
+        result = fn(*args, **kwargs)
+        self.stages[name] = self.stages.get(name, 0.0) + time.perf_counter() - start
+        return result
+
+
+def _load_data(cfg: PipelineConfig, task: TaskSpec) -> tuple[PairDataset, PairDataset]:
+    train = load_glue(task, "train", data_dir=cfg.data_dir, source=cfg.data_source)
+    dev = load_glue(task, "dev", data_dir=cfg.data_dir, source=cfg.data_source)
+    return train.subset(cfg.max_train_pairs, seed=cfg.seed), dev.subset(cfg.max_dev_pairs, seed=cfg.seed)
+
+
+def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
+    """Run (or resume) every stage for one task and return the record that was written."""
+    task = get_task(cfg.task)
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    timer = _Timer()
+    train, dev = timer.run("load_data", _load_data, cfg, task)
+    logger.info("%s: %d train pairs, %d dev pairs", task.name, len(train), len(dev))
+    progress = cfg.show_progress_bar
+    stage_info: dict[str, Any] = {}
+
+    # 1. teacher
+    if cfg.teacher:
+        teacher_path: str | Path = cfg.teacher
+        stage_info["teacher"] = {"source": "given", "path": str(cfg.teacher)}
+    else:
+        teacher_path = out / "teacher" / "model"
+        if (teacher_path / TEACHER_INFO).is_file():
+            stage_info["teacher"] = {"source": "reused"}
+        else:
+            recipe = TeacherRecipe(base=cfg.teacher_base, epochs=cfg.teacher_epochs,
+                                   learning_rate=cfg.teacher_learning_rate, batch_size=cfg.teacher_batch_size,
+                                   max_length=cfg.max_length, seed=cfg.seed)
+            teacher_path = timer.run("teacher_train", train_teacher, task, train, dev, out / "teacher", recipe,
+                                     show_progress_bar=progress)
+            stage_info["teacher"] = {"source": "trained"}
+    teacher = Teacher(teacher_path, task, max_length=cfg.max_length)
+    stage_info["teacher"].update({k: teacher.info[k] for k in ("recipe", "train_seconds", "best_checkpoint")
+                                  if k in teacher.info})
+    teacher_dev_logits = timer.run("teacher_dev_eval", teacher.predict_logits, dev.pairs(),
+                                   show_progress_bar=progress)
+    results: dict[str, dict[str, float]] = {"teacher": compute_metrics(task, teacher_dev_logits, dev.labels,
+                                                                         teacher=True)}
+
+    # 2. teacher logits on the training pairs (cached, resumable)
+    stored = timer.run("teacher_logits", compute_teacher_logits, teacher, train, cache=out / "logits_cache",
+                       show_progress_bar=progress)
+
+    # 3. students
+    base_cfg = DistillConfig(base=cfg.student_base, alpha=cfg.alpha, pooling=cfg.pooling, top_k=cfg.top_k,
+                             epochs=cfg.student_epochs, learning_rate=cfg.learning_rate,
+                             head_learning_rate=cfg.head_learning_rate, batch_size=cfg.batch_size,
+                             max_length=cfg.max_length, seed=cfg.seed)
+    runs = [("dse_student", base_cfg)]
+    if cfg.label_only_baseline:
+        runs.append(("label_only_student", replace(base_cfg, alpha=0.0)))
+    student_dev_logits: dict[str, np.ndarray] = {}
+    for name, dcfg in runs:
+        folder = out / name
+        if (folder / "model" / "dse_config.json").is_file() and (folder / "training.json").is_file():
+            stage_info[name] = {"source": "reused"}
+        else:
+            timer.run(f"{name}_train", distill, task, train, dev, folder, stored.logits, dcfg,
+                      show_progress_bar=progress)
+            stage_info[name] = {"source": "trained"}
+        stage_info[name]["training"] = json.loads((folder / "training.json").read_text())
+        model = DSEModel.load(folder / "model")
+        metrics, logits = timer.run(f"{name}_dev_eval", evaluate_student, model, task, dev,
+                                    show_progress_bar=progress)
+        results[name] = metrics
+        student_dev_logits[name] = logits
+        del model
+
+    # 4. the untouched pretrained encoder with cosine
+    if task.kind in ("binary", "regression"):
+        from sentence_transformers import SentenceTransformer
+
+        from .bases import resolve_model_path
+
+        st = SentenceTransformer(resolve_model_path(cfg.student_base), local_files_only=True)
+        baseline = timer.run("cosine_baseline", cosine_baseline,
+                             lambda s: st.encode(s, batch_size=64, show_progress_bar=progress), task, train, dev)
+        results["pretrained_cosine"] = baseline.metrics
+        stage_info["pretrained_cosine"] = {"threshold": baseline.threshold, "encoder": cfg.student_base}
+
+    main = task.main_metric
+    degradation = {name: relative_degradation(results["teacher"][main], results[name][main])
+                   for name in results if name != "teacher"}
+    record = {
+        "task": task.name,
+        "main_metric": main,
+        "profile": cfg.profile,
+        "config": asdict(cfg),
+        "train_pairs": len(train),
+        "dev_pairs": len(dev),
+        "results": results,
+        "relative_degradation_pct": degradation,
+        "stage_seconds": timer.stages,
+        "stages": stage_info,
+        "environment": environment_record(),
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    atomic_write_json(out / "record.json", record)
+    if cfg.plot:
+        from .plots import plot_student_vs_teacher
+
+        teacher_targets = task.teacher_to_student_logits(teacher_dev_logits)
+        plot_student_vs_teacher(task, teacher_targets, student_dev_logits, dev.labels, out / "student_vs_teacher.png")
+    return record
+
+
+def format_table(record: dict[str, Any]) -> str:
+    """The dev-set comparison table printed at the end of a pipeline run."""
+    metrics = sorted({m for r in record["results"].values() for m in r})
+    rows = [["model", *metrics, f"rel. degr. {record['main_metric']} %"]]
+    labels = {"teacher": "teacher (cross-encoder)", "dse_student": "DSE student (alpha>0)",
+              "label_only_student": "label-only student (alpha=0)", "pretrained_cosine": "pretrained encoder + cosine"}
+    for name, values in record["results"].items():
+        deg = record["relative_degradation_pct"].get(name)
+        rows.append([labels.get(name, name), *(f"{values[m]:.2f}" if m in values else "-" for m in metrics),
+                     "-" if deg is None else f"{deg:+.2f}"])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
+             for r in rows]
+    lines.insert(1, "-" * len(lines[0]))
+    head = f"{record['task']} dev ({record['dev_pairs']} pairs), trained on {record['train_pairs']} pairs, " \
+           f"profile={record['profile']}"
+    return "\n".join([head, *lines])

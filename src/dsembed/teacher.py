@@ -1,0 +1,207 @@
+"""Teacher: a cross-encoder fine-tuned on the pair task, saved so ``CrossEncoder`` loads it.
+
+Training uses the Hugging Face ``Trainer`` (checkpoint every epoch, dev-set selection of the best
+epoch, resume after an interruption). Any ready-made sequence-classification folder or hub id
+can be a teacher too; :class:`Teacher` wraps inference for both.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+from tqdm.auto import tqdm
+from transformers import (
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    DataCollatorWithPadding,
+    EvalPrediction,
+    Trainer,
+    TrainingArguments,
+)
+
+from .data import PairDataset
+from .evaluation import compute_metrics
+from .tasks import TaskSpec
+from .utils import atomic_dir, atomic_write_json, default_device, folder_fingerprint, set_seed
+
+logger = logging.getLogger("dsembed.teacher")
+
+TEACHER_INFO = "dsembed_teacher.json"
+IDENTITY_ACTIVATION = "torch.nn.modules.linear.Identity"
+
+
+@dataclass
+class TeacherRecipe:
+    """Fine-tuning hyper-parameters (the defaults are the plain recipe of the reference runs)."""
+
+    base: str = "all-MiniLM-L6-v2"
+    epochs: float = 3.0
+    learning_rate: float = 3e-5
+    batch_size: int = 16
+    gradient_accumulation_steps: int = 1
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    max_length: int | None = None  # None: the task's default
+    seed: int = 42
+    max_train_pairs: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class _EncodedPairs(Dataset):
+    """Tokenised (sentence1, sentence2) pairs with labels, for the HF Trainer."""
+
+    def __init__(self, tokenizer: Any, data: PairDataset, task: TaskSpec, max_length: int) -> None:
+        enc = tokenizer(data.sentence1, data.sentence2, truncation=True, max_length=max_length)
+        self.features = [{k: enc[k][i] for k in enc} for i in range(len(data))]
+        if data.labels is not None:
+            for feature, label in zip(self.features, data.labels, strict=True):
+                feature["labels"] = float(label) if task.kind == "regression" else int(label)
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return self.features[index]
+
+
+def _problem_type(task: TaskSpec) -> str:
+    return "regression" if task.kind == "regression" else "single_label_classification"
+
+
+def train_teacher(task: TaskSpec, train: PairDataset, dev: PairDataset, output_dir: str | Path,
+                  recipe: TeacherRecipe | None = None, resume: bool = True, show_progress_bar: bool = True) -> Path:
+    """Fine-tune a cross-encoder; keeps the epoch that scores best on ``dev``; returns the saved folder.
+
+    Epoch checkpoints live in ``output_dir/checkpoints`` so a killed run continues where it was.
+    """
+    from .bases import resolve_model_path
+
+    recipe = recipe or TeacherRecipe()
+    output_dir = Path(output_dir)
+    set_seed(recipe.seed)
+    train = train.subset(recipe.max_train_pairs, seed=recipe.seed)
+    max_length = recipe.max_length or task.max_length
+    base_path = resolve_model_path(recipe.base)
+    tokenizer = AutoTokenizer.from_pretrained(base_path)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        base_path, num_labels=task.num_labels, problem_type=_problem_type(task))
+    train_ds = _EncodedPairs(tokenizer, train, task, max_length)
+    dev_ds = _EncodedPairs(tokenizer, dev, task, max_length)
+
+    def metrics(pred: EvalPrediction) -> dict[str, float]:
+        logits = pred.predictions[0] if isinstance(pred.predictions, tuple) else pred.predictions
+        return compute_metrics(task, np.asarray(logits), pred.label_ids, teacher=True)
+
+    checkpoints = output_dir / "checkpoints"
+    args = TrainingArguments(
+        output_dir=str(checkpoints),
+        num_train_epochs=recipe.epochs,
+        learning_rate=recipe.learning_rate,
+        per_device_train_batch_size=recipe.batch_size,
+        per_device_eval_batch_size=max(32, recipe.batch_size),
+        gradient_accumulation_steps=recipe.gradient_accumulation_steps,
+        warmup_steps=recipe.warmup_ratio,  # a float < 1 is a ratio of all steps
+        weight_decay=recipe.weight_decay,
+        eval_strategy="epoch",
+        save_strategy="epoch",
+        save_total_limit=2,
+        load_best_model_at_end=True,
+        metric_for_best_model=task.main_metric,
+        greater_is_better=True,
+        logging_steps=50,
+        report_to=[],
+        seed=recipe.seed,
+        bf16=torch.cuda.is_available() and torch.cuda.is_bf16_supported(),
+        disable_tqdm=not show_progress_bar,
+        dataloader_num_workers=0,
+        dataloader_pin_memory=False,
+    )
+    trainer = Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=dev_ds,
+                      data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=metrics)
+    has_checkpoint = resume and checkpoints.is_dir() and any(checkpoints.glob("checkpoint-*"))
+    start = time.perf_counter()
+    trainer.train(resume_from_checkpoint=True if has_checkpoint else None)
+    train_seconds = time.perf_counter() - start
+    dev_metrics = trainer.evaluate()
+    best = trainer.state.best_model_checkpoint
+
+    final = output_dir / "model"
+    with atomic_dir(final) as tmp:
+        model = trainer.model
+        if task.kind == "regression":
+            # CrossEncoder applies a sigmoid to 1-label models unless told otherwise; keep raw scores.
+            model.config.sentence_transformers = {"activation_fn": IDENTITY_ACTIVATION}
+        model.config.id2label = {i: name for i, name in enumerate(task.labels)} if task.labels else {0: "score"}
+        model.config.label2id = {v: k for k, v in model.config.id2label.items()}
+        model.save_pretrained(str(tmp), safe_serialization=True)
+        tokenizer.save_pretrained(str(tmp))
+        info = {
+            "task": task.name,
+            "recipe": asdict(recipe),
+            "base_path": str(base_path),
+            "max_length": max_length,
+            "train_pairs": len(train),
+            "dev_metrics": {k.removeprefix("eval_"): v for k, v in dev_metrics.items()},
+            "best_checkpoint": Path(best).name if best else None,
+            "train_seconds": train_seconds,
+        }
+        atomic_write_json(tmp / TEACHER_INFO, info)
+    return final
+
+
+class Teacher:
+    """Inference over a cross-encoder folder or hub id: raw logits for pairs."""
+
+    def __init__(self, model_name_or_path: str | Path, task: TaskSpec, max_length: int | None = None,
+                 device: str | None = None) -> None:
+        from .bases import resolve_model_path
+
+        self.path = resolve_model_path(str(model_name_or_path))
+        self.task = task
+        self.device = device or default_device()
+        self.tokenizer = AutoTokenizer.from_pretrained(self.path)
+        self.model = AutoModelForSequenceClassification.from_pretrained(self.path).to(self.device).eval()
+        info_file = Path(self.path) / TEACHER_INFO
+        self.info: dict[str, Any] = json.loads(info_file.read_text()) if info_file.is_file() else {}
+        self.max_length = max_length or self.info.get("max_length") or task.max_length
+        got = self.model.config.num_labels
+        if got != task.num_labels:
+            raise ValueError(f"teacher {self.path} has {got} outputs but task {task.name} needs {task.num_labels}")
+
+    def fingerprint(self) -> str:
+        """Identity of the teacher's weights + config + inference length; keys the logit cache."""
+        base = folder_fingerprint(self.path) if Path(self.path).is_dir() else f"hub:{self.path}"
+        return f"{base}:len{self.max_length}"
+
+    @torch.inference_mode()
+    def predict_logits(self, pairs: list[tuple[str, str]], batch_size: int = 64,
+                       show_progress_bar: bool | None = None) -> np.ndarray:
+        """Raw logits [n, num_labels]; pairs are length-sorted into batches for speed, then unsorted."""
+        out = np.zeros((len(pairs), self.task.num_labels), dtype=np.float32)
+        if not pairs:
+            return out
+        order = np.argsort([-(len(a) + len(b)) for a, b in pairs], kind="stable")
+        show = len(pairs) > 4 * batch_size if show_progress_bar is None else show_progress_bar
+        for start in tqdm(range(0, len(pairs), batch_size), desc="teacher", disable=not show, unit="batch"):
+            idx = order[start:start + batch_size]
+            enc = self.tokenizer([pairs[i][0] for i in idx], [pairs[i][1] for i in idx], truncation=True,
+                                 max_length=self.max_length, padding=True, return_tensors="pt").to(self.device)
+            logits = self.model(**enc).logits.float().cpu().numpy()
+            out[idx] = logits
+        return out
+
+    def predict(self, pairs: list[tuple[str, str]], batch_size: int = 64,
+                show_progress_bar: bool | None = None) -> np.ndarray:
+        """Pair scores on the student's scale (P(positive), regression value, class probabilities)."""
+        logits = self.task.teacher_to_student_logits(self.predict_logits(pairs, batch_size, show_progress_bar))
+        from .losses import logits_to_scores
+
+        return logits_to_scores(self.task, torch.as_tensor(logits)).numpy()
