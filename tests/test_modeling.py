@@ -288,8 +288,10 @@ def test_alpha_extremes() -> None:
     assert "task_loss" not in only_teacher(logits, labels, teacher)
     assert only_teacher(logits, labels * 100, teacher)["loss"].item() == pytest.approx((0.25 + 2.25) / 2)
     assert only_teacher(logits, None, teacher)["loss"].item() == pytest.approx((0.25 + 2.25) / 2)
+    # evaluation rows carry labels but no teacher logits: alpha=1 still gives labels zero weight
+    assert only_teacher(logits, labels, None)["loss"].item() == 0.0
     with pytest.raises(ValueError, match="needs labels"):
-        only_teacher(logits, labels, None)
+        only_teacher(logits, None, None)
     with pytest.raises(ValueError, match="needs labels"):
         only_labels(logits, None, teacher)
 

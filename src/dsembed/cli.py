@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -16,11 +16,11 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 teacher_app = typer.Typer(no_args_is_help=True, help="Fine-tune or inspect the cross-encoder teacher.")
 app.add_typer(teacher_app, name="teacher")
 
-TaskArg = Annotated[str, typer.Argument(help="GLUE task (mrpc, stsb, rte, qnli, qqp, mnli) or a name for your own data")]
-TrainOpt = Annotated[Optional[Path], typer.Option(help="own training file (.tsv/.csv/.jsonl with sentence1, sentence2, label)")]
-DevOpt = Annotated[Optional[Path], typer.Option(help="own dev file (same format)")]
-KindOpt = Annotated[Optional[str], typer.Option(help="own task kind: binary, regression or multiclass")]
-LabelsOpt = Annotated[Optional[str], typer.Option(help="own task labels in class order, comma separated")]
+TaskArg = Annotated[str, typer.Argument(help="GLUE task (mrpc, stsb, rte, qnli, qqp, mnli) or your own task name")]
+TrainOpt = Annotated[Path | None, typer.Option(help="own training file (.tsv/.csv/.jsonl: sentence1, sentence2, label)")]
+DevOpt = Annotated[Path | None, typer.Option(help="own dev file (same format)")]
+KindOpt = Annotated[str | None, typer.Option(help="own task kind: binary, regression or multiclass")]
+LabelsOpt = Annotated[str | None, typer.Option(help="own task labels in class order, comma separated")]
 SkipOpt = Annotated[bool, typer.Option("--skip-bad", help="skip malformed rows (their count is reported)")]
 ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help="progress bars")]
 
@@ -64,19 +64,20 @@ def _task_and_data(task: str, train: Path | None, dev: Path | None, kind: str | 
 def pipeline(
     task: TaskArg = "mrpc",
     profile: Annotated[str, typer.Option(help="quick: minutes on a CPU; full: all pairs, default settings")] = "quick",
-    output_dir: Annotated[Optional[Path], typer.Option(help="run folder (default runs/<profile>/<task>)")] = None,
-    teacher: Annotated[Optional[str], typer.Option(help="use this cross-encoder (folder or hub id) as teacher")] = None,
-    teacher_base: Annotated[Optional[str], typer.Option(help="base to fine-tune the teacher from")] = None,
-    student_base: Annotated[Optional[str], typer.Option(help="pretrained encoder the student starts from")] = None,
-    alpha: Annotated[Optional[float], typer.Option(help="weight of the teacher term (0 = labels only)")] = None,
-    pooling: Annotated[Optional[str], typer.Option(help="topk (default, k=4), mean or cls")] = None,
-    teacher_epochs: Annotated[Optional[float], typer.Option()] = None,
-    student_epochs: Annotated[Optional[float], typer.Option()] = None,
-    max_train_pairs: Annotated[Optional[int], typer.Option()] = None,
-    max_length: Annotated[Optional[int], typer.Option()] = None,
-    data_dir: Annotated[Optional[str], typer.Option(help="folder with GLUE TSVs (default: the shared copy)")] = None,
+    output_dir: Annotated[Path | None, typer.Option(help="run folder (default runs/<profile>/<task>)")] = None,
+    teacher: Annotated[str | None, typer.Option(help="use this cross-encoder (folder or hub id) as teacher")] = None,
+    teacher_base: Annotated[str | None, typer.Option(help="base to fine-tune the teacher from")] = None,
+    student_base: Annotated[str | None, typer.Option(help="pretrained encoder the student starts from")] = None,
+    alpha: Annotated[float | None, typer.Option(help="weight of the teacher term (0 = labels only)")] = None,
+    pooling: Annotated[str | None, typer.Option(help="topk (default, k=4), mean or cls")] = None,
+    teacher_epochs: Annotated[float | None, typer.Option()] = None,
+    student_epochs: Annotated[float | None, typer.Option()] = None,
+    max_train_pairs: Annotated[int | None, typer.Option()] = None,
+    max_length: Annotated[int | None, typer.Option()] = None,
+    data_dir: Annotated[str | None, typer.Option(help="folder with GLUE TSVs (default: the shared copy)")] = None,
     data_source: Annotated[str, typer.Option(help="auto, local or hub (Hugging Face datasets)")] = "auto",
-    progress: ProgressOpt = True,
+    train: TrainOpt = None, dev: DevOpt = None, kind: KindOpt = None, labels: LabelsOpt = None,
+    skip_bad: SkipOpt = False, progress: ProgressOpt = True,
 ) -> None:
     """Run every stage for a task and print the dev-set table (teacher, students, cosine baseline)."""
     _setup()
@@ -86,8 +87,15 @@ def pipeline(
         profile, task=task, output_dir=str(output_dir or Path("runs") / profile / task), teacher=teacher,
         teacher_base=teacher_base, student_base=student_base, alpha=alpha, pooling=pooling,
         teacher_epochs=teacher_epochs, student_epochs=student_epochs, max_train_pairs=max_train_pairs,
-        max_length=max_length, data_dir=data_dir, data_source=data_source, show_progress_bar=progress)
-    record = run_pipeline(cfg)
+        max_length=max_length, data_dir=data_dir, data_source=data_source, show_progress_bar=progress,
+        train_file=str(train) if train else None, dev_file=str(dev) if dev else None, kind=kind,
+        labels=tuple(x.strip() for x in (labels or "").split(",") if x.strip()), skip_bad=skip_bad)
+    from .data import DataFormatError
+
+    try:
+        record = run_pipeline(cfg)
+    except (DataFormatError, FileNotFoundError) as exc:
+        _fail(str(exc))
     typer.echo(format_table(record))
     typer.echo("stage wall times (s): " + ", ".join(f"{k}={v:.0f}" for k, v in record["stage_seconds"].items()))
     typer.echo(f"record: {Path(cfg.output_dir) / 'record.json'}")
@@ -97,12 +105,12 @@ def pipeline(
 def teacher_train(
     task: TaskArg,
     output_dir: Annotated[Path, typer.Option("--output-dir", "-o")],
-    base: Annotated[str, typer.Option(help="encoder to fine-tune: offline alias, HF id or folder")] = "all-MiniLM-L6-v2",
+    base: Annotated[str, typer.Option(help="encoder to fine-tune: alias, HF id or folder")] = "all-MiniLM-L6-v2",
     epochs: float = 3.0,
     learning_rate: float = 3e-5,
     batch_size: int = 16,
-    max_length: Optional[int] = None,
-    max_train_pairs: Optional[int] = None,
+    max_length: int | None = None,
+    max_train_pairs: int | None = None,
     train: TrainOpt = None, dev: DevOpt = None, kind: KindOpt = None, labels: LabelsOpt = None,
     skip_bad: SkipOpt = False, progress: ProgressOpt = True,
 ) -> None:
@@ -124,9 +132,9 @@ def logits(
     teacher: Annotated[str, typer.Option(help="cross-encoder folder or hub id")],
     output: Annotated[Path, typer.Option("--output", "-o", help="portable .safetensors file")],
     batch_size: int = 64,
-    max_train_pairs: Optional[int] = None,
+    max_train_pairs: int | None = None,
     train: TrainOpt = None, kind: KindOpt = None, labels: LabelsOpt = None, skip_bad: SkipOpt = False,
-    cache: Annotated[Optional[Path], typer.Option(help="chunk cache folder (resume point)")] = None,
+    cache: Annotated[Path | None, typer.Option(help="chunk cache folder (resume point)")] = None,
     progress: ProgressOpt = True,
 ) -> None:
     """Compute the teacher's logits on every training pair once (resumable), and store them."""
@@ -147,17 +155,17 @@ def logits(
 def distill_cmd(
     task: TaskArg,
     output_dir: Annotated[Path, typer.Option("--output-dir", "-o")],
-    teacher_logits: Annotated[Optional[Path], typer.Option(help="file written by `dsembed logits`")] = None,
+    teacher_logits: Annotated[Path | None, typer.Option(help="file written by `dsembed logits`")] = None,
     base: str = "all-MiniLM-L6-v2",
     alpha: float = 0.5,
     pooling: str = "topk",
     top_k: int = 4,
     epochs: float = 3.0,
     learning_rate: float = 2e-5,
-    head_learning_rate: Optional[float] = None,
+    head_learning_rate: float | None = None,
     batch_size: int = 32,
-    max_length: Optional[int] = None,
-    max_train_pairs: Optional[int] = None,
+    max_length: int | None = None,
+    max_train_pairs: int | None = None,
     train: TrainOpt = None, dev: DevOpt = None, kind: KindOpt = None, labels: LabelsOpt = None,
     skip_bad: SkipOpt = False, progress: ProgressOpt = True,
 ) -> None:
@@ -192,8 +200,8 @@ def evaluate(
     model: Annotated[Path, typer.Argument(help="a dsembed student folder")],
     task: TaskArg,
     split: str = "dev",
-    teacher: Annotated[Optional[str], typer.Option(help="also score this teacher, and the relative degradation")] = None,
-    data: Annotated[Optional[Path], typer.Option(help="own labelled file instead of the GLUE split")] = None,
+    teacher: Annotated[str | None, typer.Option(help="also score this teacher, and the relative degradation")] = None,
+    data: Annotated[Path | None, typer.Option(help="own labelled file instead of the GLUE split")] = None,
     skip_bad: SkipOpt = False, progress: ProgressOpt = True,
 ) -> None:
     """GLUE metrics of a student on a task split (and of its teacher, if given)."""
@@ -242,7 +250,7 @@ def encode(
     model: Annotated[Path, typer.Argument(help="a dsembed student folder")],
     input: Annotated[Path, typer.Argument(help="sentences: .txt (one per line), or .tsv/.csv/.jsonl with --column")],
     output: Annotated[Path, typer.Option("--output", "-o", help=".npy file")],
-    column: Optional[str] = None,
+    column: str | None = None,
     batch_size: int = 32,
     normalize: Annotated[bool, typer.Option("--normalize/--no-normalize")] = False,
     progress: ProgressOpt = True,
@@ -272,8 +280,8 @@ def encode(
 @app.command()
 def score(
     model: Annotated[Path, typer.Argument(help="a dsembed student folder")],
-    sentences: Annotated[Optional[list[str]], typer.Argument(help="two sentences (or use --pairs)")] = None,
-    pairs: Annotated[Optional[Path], typer.Option(help="file of pairs (.tsv/.csv/.jsonl, sentence1/sentence2)")] = None,
+    sentences: Annotated[list[str] | None, typer.Argument(help="two sentences (or use --pairs)")] = None,
+    pairs: Annotated[Path | None, typer.Option(help="file of pairs (.tsv/.csv/.jsonl, sentence1/sentence2)")] = None,
     batch_size: int = 32,
     raw: Annotated[bool, typer.Option(help="print raw head logits instead of scores")] = False,
     progress: ProgressOpt = False,

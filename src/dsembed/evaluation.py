@@ -40,7 +40,9 @@ def compute_metrics(task: TaskSpec, logits: np.ndarray, labels: np.ndarray, teac
 
 
 def relative_degradation(teacher_score: float, student_score: float) -> float:
-    """(teacher - student) / teacher, in % — the paper's per-task degradation figure."""
+    """(teacher - student) / teacher, in % — the paper's per-task degradation figure (NaN if teacher is 0)."""
+    if teacher_score == 0:
+        return float("nan")  # undefined; a collapsed teacher (e.g. F1 = 0) must not crash a finished run
     return 100.0 * (teacher_score - student_score) / teacher_score
 
 

@@ -32,7 +32,7 @@ class DSELoss(nn.Module):
                 teacher_logits: Tensor | None = None) -> dict[str, Tensor]:
         parts: dict[str, Tensor] = {}
         total = logits.new_zeros(())
-        if labels is not None and self.alpha < 1.0:
+        if labels is not None and (self.alpha < 1.0 or teacher_logits is None):  # eval rows carry no teacher
             parts["task_loss"] = task_loss(self.task, logits, labels)
             total = total + (1.0 - self.alpha) * parts["task_loss"]
         if teacher_logits is not None and self.alpha > 0.0:

@@ -140,10 +140,10 @@ class DSEModel(nn.Module):
             raise FileNotFoundError(f"{path} is not a dsembed student: {CONFIG_FILE} is missing")
         config = DSEConfig(**json.loads(config_path.read_text()))
         code_file = path / POOLING_CODE_FILE
-        if code_file.exists() and not trust_remote_code:
-            # Our own pooling file is the only code we run without being asked to.
-            if sha256_bytes(code_file.read_bytes()) != sha256_bytes(_pooling_source()):
-                raise ValueError(f"{code_file} differs from dsembed's pooling code; pass trust_remote_code=True "
+        # Our own pooling file is the only code we run without being asked to.
+        if (code_file.exists() and not trust_remote_code
+                and sha256_bytes(code_file.read_bytes()) != sha256_bytes(_pooling_source())):
+            raise ValueError(f"{code_file} differs from dsembed's pooling code; pass trust_remote_code=True "
                                  "if you trust this folder")
         encoder = SentenceTransformer(str(path), device=device or default_device(),
                                       trust_remote_code=code_file.exists(), local_files_only=True)

@@ -17,11 +17,11 @@ from typing import Any
 
 import numpy as np
 
-from .data import PairDataset, load_glue
+from .data import PairDataset, load_glue, read_pairs
 from .evaluation import compute_metrics, cosine_baseline, evaluate_student, relative_degradation
 from .logits import compute_teacher_logits
 from .modeling import DSEModel
-from .tasks import TaskSpec, get_task
+from .tasks import TaskSpec, custom_task, get_task
 from .teacher import TEACHER_INFO, Teacher, TeacherRecipe, train_teacher
 from .trainer import DistillConfig, distill
 from .utils import atomic_write_json
@@ -60,6 +60,11 @@ class PipelineConfig:
     max_dev_pairs: int | None = None
     data_dir: str | None = None
     data_source: str = "auto"
+    train_file: str | None = None  # own data instead of GLUE (with kind, and labels for classification)
+    dev_file: str | None = None
+    kind: str | None = None
+    labels: tuple[str, ...] = ()
+    skip_bad: bool = False
     seed: int = 42
     label_only_baseline: bool = True
     plot: bool = True
@@ -110,15 +115,30 @@ class _Timer:
         return result
 
 
+def _task(cfg: PipelineConfig) -> TaskSpec:
+    if cfg.kind:
+        return custom_task(cfg.task, cfg.kind, tuple(cfg.labels))  # type: ignore[arg-type]
+    return get_task(cfg.task)
+
+
 def _load_data(cfg: PipelineConfig, task: TaskSpec) -> tuple[PairDataset, PairDataset]:
-    train = load_glue(task, "train", data_dir=cfg.data_dir, source=cfg.data_source)
-    dev = load_glue(task, "dev", data_dir=cfg.data_dir, source=cfg.data_source)
+    if bool(cfg.train_file) != bool(cfg.dev_file):
+        raise ValueError("own data needs both a train file and a dev file")
+    if cfg.train_file and cfg.dev_file:
+        train = read_pairs(cfg.train_file, task, skip_bad=cfg.skip_bad)
+        dev = read_pairs(cfg.dev_file, task, skip_bad=cfg.skip_bad)
+    else:
+        train = load_glue(task, "train", data_dir=cfg.data_dir, source=cfg.data_source, skip_bad=cfg.skip_bad)
+        dev = load_glue(task, "dev", data_dir=cfg.data_dir, source=cfg.data_source, skip_bad=cfg.skip_bad)
+    for ds in (train, dev):
+        if ds.skipped:
+            logger.warning("skipped %d malformed rows in %s", ds.skipped, ds.source)
     return train.subset(cfg.max_train_pairs, seed=cfg.seed), dev.subset(cfg.max_dev_pairs, seed=cfg.seed)
 
 
 def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
     """Run (or resume) every stage for one task and return the record that was written."""
-    task = get_task(cfg.task)
+    task = _task(cfg)
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     timer = _Timer()
@@ -200,6 +220,7 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
         "profile": cfg.profile,
         "config": asdict(cfg),
         "train_pairs": len(train),
+        "skipped_rows": {"train": train.skipped, "dev": dev.skipped},
         "dev_pairs": len(dev),
         "results": results,
         "relative_degradation_pct": degradation,

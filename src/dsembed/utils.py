@@ -67,7 +67,8 @@ def sha256_json(obj: Any) -> str:
     return sha256_bytes(json.dumps(obj, sort_keys=True, default=str).encode())
 
 
-def folder_fingerprint(path: str | os.PathLike, patterns: tuple[str, ...] = ("*.safetensors", "*.json", "*.txt")) -> str:
+def folder_fingerprint(path: str | os.PathLike,
+                       patterns: tuple[str, ...] = ("*.safetensors", "*.json", "*.txt")) -> str:
     """Content hash of a model folder's weights and configs (not its timestamps)."""
     digest = hashlib.sha256()
     root = Path(path)
