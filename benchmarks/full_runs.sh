@@ -5,10 +5,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tasks=("${@:-mrpc stsb rte}")
+# Run folders live outside the work tree so a later session on this machine can resume them.
+RUNS=${DSEMBED_RUNS:-$HOME/.cache/dsembed/runs}
 for task in ${tasks[@]}; do
-  dsembed pipeline "$task" --profile full --output-dir "runs/full/$task" --no-progress
+  dsembed pipeline "$task" --profile full --output-dir "$RUNS/full/$task" --no-progress
   mkdir -p "results/full/$task"
-  cp "runs/full/$task/record.json" "results/full/$task/record.json"
-  cp "runs/full/$task/student_vs_teacher.png" "results/full/$task/student_vs_teacher.png"
+  cp "$RUNS/full/$task/record.json" "results/full/$task/record.json"
+  cp "$RUNS/full/$task/student_vs_teacher.png" "results/full/$task/student_vs_teacher.png"
   python scripts/make_results.py
 done

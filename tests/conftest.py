@@ -36,9 +36,10 @@ MAX_LEN = 32
 
 def glue_dir() -> Path | None:
     try:
-        return default_glue_dir()
+        folder = default_glue_dir()
     except FileNotFoundError:
         return None
+    return folder if (folder / "MRPC").is_dir() and (folder / "STS-B").is_dir() else None
 
 
 needs_glue = pytest.mark.skipif(glue_dir() is None, reason="the shared GLUE copy is not available")
@@ -80,8 +81,8 @@ MRPC = get_task("mrpc")
 STSB = get_task("stsb")
 NLI3 = custom_task("nli3", "multiclass", ("entailment", "neutral", "contradiction"))
 
-_WORDS = ("cat dog man woman child horse car train city river bread music phone book tree house "
-          "runs sleeps eats plays reads drives sings jumps walks talks").split()
+_WORDS = ["cat", "dog", "man", "woman", "child", "horse", "car", "train", "city", "river", "bread", "music",
+          "phone", "book", "tree", "house", "runs", "sleeps", "eats", "plays", "reads", "drives", "sings", "jumps"]
 
 
 def synthetic_pairs(task: TaskSpec, n: int, seed: int = 0) -> PairDataset:
@@ -91,10 +92,8 @@ def synthetic_pairs(task: TaskSpec, n: int, seed: int = 0) -> PairDataset:
     for _ in range(n):
         s1.append("the " + " ".join(rng.choice(_WORDS, size=int(rng.integers(2, 6)))))
         s2.append("a " + " ".join(rng.choice(_WORDS, size=int(rng.integers(2, 6)))))
-    if task.kind == "regression":
-        labels = rng.uniform(0.0, 5.0, size=n)
-    else:
-        labels = np.arange(n) % len(task.labels)  # every class present
+    # regression: scores in [0, 5]; classification: every class present
+    labels = rng.uniform(0.0, 5.0, size=n) if task.kind == "regression" else np.arange(n) % len(task.labels)
     return PairDataset(s1, s2, labels.astype(np.float32), source=f"synthetic-{task.name}")
 
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import MAX_LEN, MRPC, NLI3, STSB, TINY_HIDDEN, TINY_LAYERS, needs_minilm
 from sentence_transformers import SentenceTransformer
 
+from conftest import MAX_LEN, MRPC, NLI3, STSB, TINY_HIDDEN, TINY_LAYERS, needs_minilm
 from dsembed.losses import DSELoss, logits_to_scores, task_loss
 from dsembed.modeling import CONFIG_FILE, HEAD_FILE, POOLING_CODE_FILE, DSEModel, PairHead
 from dsembed.st_pooling import concat_mean_pool
@@ -191,6 +191,24 @@ def test_load_refuses_tampered_pooling_code(saved_topk: Path, tmp_path: Path) ->
     assert DSEModel.load(tampered, device="cpu", trust_remote_code=True).embedding_dim == 4 * TINY_HIDDEN
 
 
+def test_load_refuses_foreign_module_next_to_genuine_pooling_code(saved_topk: Path, tmp_path: Path) -> None:
+    tampered = tmp_path / "tampered"
+    shutil.copytree(saved_topk, tampered)
+    marker = tmp_path / "executed"
+    source = (tampered / POOLING_CODE_FILE).read_text()
+    future = "from __future__ import annotations\n"
+    (tampered / "foreign_pooling.py").write_text(
+        source.replace(future, f"{future}open({str(marker)!r}, 'w').close()\n", 1))
+    modules = json.loads((tampered / "modules.json").read_text())
+    modules[1]["type"] = "foreign_pooling.LayerConcatMeanPooling"
+    (tampered / "modules.json").write_text(json.dumps(modules))
+    try:
+        with pytest.raises(ValueError):
+            DSEModel.load(tampered, device="cpu")
+    finally:
+        assert not marker.exists(), "DSEModel.load ran code from the folder without trust_remote_code"
+
+
 def test_load_rejects_non_student_folder(tiny_base: str) -> None:
     with pytest.raises(FileNotFoundError, match=CONFIG_FILE):
         DSEModel.load(tiny_base)
@@ -218,7 +236,7 @@ def test_predict_encodes_each_distinct_sentence_once(topk_model: DSEModel, monke
     expected = topk_model.head_logits(np.stack([emb[x] for x, _ in pairs]), np.stack([emb[y] for _, y in pairs]))
     np.testing.assert_allclose(logits, expected, atol=1e-6)
     np.testing.assert_allclose(logits[0], logits[4])
-    assert not np.allclose(logits[0], logits[1]) or np.allclose(emb[a], emb[b])  # head is not symmetric in u, v
+    assert not np.allclose(logits[0], logits[1])  # the head is not symmetric in (u, v)
 
 
 def test_predict_matches_head_on_separate_encodes(topk_model: DSEModel) -> None:
@@ -304,7 +322,8 @@ def test_alpha_out_of_range(alpha: float) -> None:
 
 def test_logits_to_scores() -> None:
     logits = torch.tensor([[0.0, 1.0, -1.0], [2.0, 2.0, 2.0]])
-    torch.testing.assert_close(logits_to_scores(MRPC, logits), torch.tensor([0.5, float(torch.sigmoid(torch.tensor(2.0)))]))
+    sigmoid2 = float(torch.sigmoid(torch.tensor(2.0)))
+    torch.testing.assert_close(logits_to_scores(MRPC, logits), torch.tensor([0.5, sigmoid2]))
     torch.testing.assert_close(logits_to_scores(STSB, logits), torch.tensor([0.0, 2.0]))
     torch.testing.assert_close(logits_to_scores(NLI3, logits)[1], torch.full((3,), 1 / 3))
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import MAX_LEN, MRPC, NLI3, STSB, glue_dir, needs_glue, synthetic_pairs
 from safetensors.torch import load_file, save_file
 from sentence_transformers import CrossEncoder
 
+from conftest import MAX_LEN, MRPC, NLI3, STSB, glue_dir, needs_glue, synthetic_pairs
 from dsembed.data import PairDataset
 from dsembed.logits import StaleLogitsError, TeacherLogits, compute_teacher_logits, logits_cache_path
 from dsembed.modeling import DSEModel

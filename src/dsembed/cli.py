@@ -17,7 +17,7 @@ teacher_app = typer.Typer(no_args_is_help=True, help="Fine-tune or inspect the c
 app.add_typer(teacher_app, name="teacher")
 
 TaskArg = Annotated[str, typer.Argument(help="GLUE task (mrpc, stsb, rte, qnli, qqp, mnli) or your own task name")]
-TrainOpt = Annotated[Path | None, typer.Option(help="own training file (.tsv/.csv/.jsonl: sentence1, sentence2, label)")]
+TrainOpt = Annotated[Path | None, typer.Option(help="own train file (.tsv/.csv/.jsonl: sentence1, sentence2, label)")]
 DevOpt = Annotated[Path | None, typer.Option(help="own dev file (same format)")]
 KindOpt = Annotated[str | None, typer.Option(help="own task kind: binary, regression or multiclass")]
 LabelsOpt = Annotated[str | None, typer.Option(help="own task labels in class order, comma separated")]
@@ -65,7 +65,7 @@ def pipeline(
     task: TaskArg = "mrpc",
     profile: Annotated[str, typer.Option(help="quick: minutes on a CPU; full: all pairs, default settings")] = "quick",
     output_dir: Annotated[Path | None, typer.Option(help="run folder (default runs/<profile>/<task>)")] = None,
-    teacher: Annotated[str | None, typer.Option(help="use this cross-encoder (folder or hub id) as teacher")] = None,
+    teacher: Annotated[str | None, typer.Option(help="ready cross-encoder(s) as teacher; a,b = ensemble")] = None,
     teacher_base: Annotated[str | None, typer.Option(help="base to fine-tune the teacher from")] = None,
     student_base: Annotated[str | None, typer.Option(help="pretrained encoder the student starts from")] = None,
     alpha: Annotated[float | None, typer.Option(help="weight of the teacher term (0 = labels only)")] = None,
@@ -129,7 +129,7 @@ def teacher_train(
 @app.command()
 def logits(
     task: TaskArg,
-    teacher: Annotated[str, typer.Option(help="cross-encoder folder or hub id")],
+    teacher: Annotated[str, typer.Option(help="cross-encoder folder or hub id; comma-separated for an ensemble")],
     output: Annotated[Path, typer.Option("--output", "-o", help="portable .safetensors file")],
     batch_size: int = 64,
     max_train_pairs: int | None = None,
@@ -140,12 +140,12 @@ def logits(
     """Compute the teacher's logits on every training pair once (resumable), and store them."""
     _setup()
     from .logits import compute_teacher_logits
-    from .teacher import Teacher
+    from .teacher import load_teacher
 
     spec, train_ds, _ = _task_and_data(task, train, train, kind, labels, skip_bad) if train else \
         _task_and_data(task, None, None, kind, labels, skip_bad)
     train_ds = train_ds.subset(max_train_pairs, seed=42)
-    result = compute_teacher_logits(Teacher(teacher, spec), train_ds, cache=cache, batch_size=batch_size,
+    result = compute_teacher_logits(load_teacher(teacher, spec), train_ds, cache=cache, batch_size=batch_size,
                                     show_progress_bar=progress)
     result.save(output)
     typer.echo(f"{len(result.logits)} teacher logits -> {output}")
@@ -209,7 +209,7 @@ def evaluate(
     from .data import load_glue, read_pairs
     from .evaluation import compute_metrics, evaluate_student, relative_degradation
     from .modeling import DSEModel
-    from .teacher import Teacher
+    from .teacher import load_teacher
 
     student = DSEModel.load(model)
     spec = student.task
@@ -217,7 +217,7 @@ def evaluate(
     metrics, _ = evaluate_student(student, spec, ds, show_progress_bar=progress)
     out: dict[str, object] = {"task": spec.name, "split": split, "pairs": len(ds), "student": metrics}
     if teacher:
-        t_logits = Teacher(teacher, spec).predict_logits(ds.pairs(), show_progress_bar=progress)
+        t_logits = load_teacher(teacher, spec).predict_logits(ds.pairs(), show_progress_bar=progress)
         t_metrics = compute_metrics(spec, t_logits, ds.labels, teacher=True)
         out["teacher"] = t_metrics
         out["relative_degradation_pct"] = {m: relative_degradation(t_metrics[m], metrics[m]) for m in metrics}
@@ -240,7 +240,7 @@ def eval_sts(
     try:
         result = evaluate_sts_file(student, file, batch_size=batch_size, skip_bad=skip_bad,
                                    show_progress_bar=progress)
-    except (DataFormatError, FileNotFoundError) as exc:
+    except (DataFormatError, FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
     typer.echo(json.dumps(result, indent=2))
 
@@ -306,6 +306,11 @@ def score(
     for (a, b), v in zip(items, values, strict=True):
         shown = json.dumps([round(float(x), 6) for x in v]) if getattr(v, "ndim", 0) else f"{float(v):.6f}"
         typer.echo(f"{shown}\t{a}\t{b}")
+
+
+from .cli_retrieval import register as _register_retrieval  # noqa: E402
+
+_register_retrieval(app)
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -106,6 +106,8 @@ def evaluate_sts_file(model, path: str | Path, batch_size: int = 64, skip_bad: b
     """Spearman/Pearson of the student's pair score and of plain cosine against gold scores in a file."""
     sts = custom_task("sts-file", "regression")
     data = read_pairs(path, sts, skip_bad=skip_bad)
+    if len(data) < 2:
+        raise ValueError(f"{path}: need at least 2 scored pairs to correlate, got {len(data)}")
     head = model.predict(data.pairs(), batch_size=batch_size, show_progress_bar=show_progress_bar,
                          apply_activation=False)
     head_score = head[:, -1] if model.task.kind != "multiclass" else head[:, 0]

@@ -139,14 +139,9 @@ class DSEModel(nn.Module):
         if not config_path.is_file():
             raise FileNotFoundError(f"{path} is not a dsembed student: {CONFIG_FILE} is missing")
         config = DSEConfig(**json.loads(config_path.read_text()))
-        code_file = path / POOLING_CODE_FILE
-        # Our own pooling file is the only code we run without being asked to.
-        if (code_file.exists() and not trust_remote_code
-                and sha256_bytes(code_file.read_bytes()) != sha256_bytes(_pooling_source())):
-            raise ValueError(f"{code_file} differs from dsembed's pooling code; pass trust_remote_code=True "
-                                 "if you trust this folder")
+        needs_code = _check_folder_code(path, trust_remote_code)
         encoder = SentenceTransformer(str(path), device=device or default_device(),
-                                      trust_remote_code=code_file.exists(), local_files_only=True)
+                                      trust_remote_code=needs_code or trust_remote_code, local_files_only=True)
         task = _task_from_dict(config.task)
         head = PairHead(config.embedding_dim, config.head_hidden, task.student_outputs, config.head_dropout)
         head.load_state_dict(load_file(str(path / HEAD_FILE)))
@@ -248,6 +243,39 @@ class DSEModel(nn.Module):
         ib = np.fromiter((unique[b] for _, b in pairs), dtype=np.int64, count=len(pairs))
         logits = self.head_logits(emb[ia], emb[ib])
         return self.scores_from_logits(logits) if apply_activation else logits
+
+    def rank(self, query: Any, store: Any, top_k: int = 10, **kwargs: Any) -> Any:
+        """Rank a candidate store against a query with the head (see :func:`dsembed.retrieval.rank`)."""
+        from .retrieval import rank
+
+        return rank(self, query, store, top_k, **kwargs)
+
+
+def _check_folder_code(path: Path, trust_remote_code: bool) -> bool:
+    """Refuse folders that would make us run code other than dsembed's own pooling module.
+
+    Returns whether the folder needs that pooling module (and so ``trust_remote_code`` for
+    sentence-transformers, which is then safe because we checked every module type).
+    """
+    modules_file = path / "modules.json"
+    types = [m.get("type", "") for m in json.loads(modules_file.read_text())] if modules_file.is_file() else []
+    needs_code = POOLING_CLASS_REF in types
+    if trust_remote_code:
+        return needs_code
+    foreign = [t for t in types if not t.startswith("sentence_transformers.") and t != POOLING_CLASS_REF]
+    if foreign:
+        raise ValueError(f"{modules_file} names module types that are not dsembed's or sentence-transformers' "
+                         f"({', '.join(foreign)}); pass trust_remote_code=True only if you trust this folder")
+    config_file = path / "config.json"
+    if config_file.is_file() and "auto_map" in json.loads(config_file.read_text()):
+        raise ValueError(f"{config_file} asks for custom model code (auto_map); pass trust_remote_code=True only "
+                         "if you trust this folder")
+    if needs_code:
+        code_file = path / POOLING_CODE_FILE
+        if not code_file.is_file() or sha256_bytes(code_file.read_bytes()) != sha256_bytes(_pooling_source()):
+            raise ValueError(f"{code_file} is missing or differs from dsembed's pooling code; pass "
+                             "trust_remote_code=True only if you trust this folder")
+    return needs_code
 
 
 def _pooling_source() -> bytes:

@@ -22,9 +22,9 @@ from .evaluation import compute_metrics, cosine_baseline, evaluate_student, rela
 from .logits import compute_teacher_logits
 from .modeling import DSEModel
 from .tasks import TaskSpec, custom_task, get_task
-from .teacher import TEACHER_INFO, Teacher, TeacherRecipe, train_teacher
-from .trainer import DistillConfig, distill
-from .utils import atomic_write_json
+from .teacher import TEACHER_INFO, TeacherRecipe, load_teacher, teacher_run_config, train_teacher
+from .trainer import DistillConfig, distill, distill_run_config
+from .utils import atomic_write_json, check_run_config
 
 logger = logging.getLogger("dsembed.pipeline")
 
@@ -32,8 +32,9 @@ PROFILES: dict[str, dict[str, Any]] = {
     # Everything, default hyper-parameters (hours on a 2-core CPU, minutes on a GPU).
     "full": {},
     # The main job: finishes in minutes on a laptop-class CPU; numbers are indicative only.
-    "quick": {"max_train_pairs": 600, "max_dev_pairs": 300, "teacher_epochs": 2.0, "student_epochs": 2.0,
-              "max_length": 64, "head_learning_rate": 1e-3},
+    # A subset and short sequences; a higher teacher lr and head lr make up for the few steps.
+    "quick": {"max_train_pairs": 1000, "teacher_epochs": 3.0, "teacher_learning_rate": 6e-5,
+              "student_epochs": 2.0, "max_length": 64, "head_learning_rate": 1e-3},
 }
 
 
@@ -153,16 +154,17 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
         stage_info["teacher"] = {"source": "given", "path": str(cfg.teacher)}
     else:
         teacher_path = out / "teacher" / "model"
+        recipe = TeacherRecipe(base=cfg.teacher_base, epochs=cfg.teacher_epochs,
+                               learning_rate=cfg.teacher_learning_rate, batch_size=cfg.teacher_batch_size,
+                               max_length=cfg.max_length, seed=cfg.seed)
         if (teacher_path / TEACHER_INFO).is_file():
+            check_run_config(out / "teacher", teacher_run_config(task, recipe, train, dev))
             stage_info["teacher"] = {"source": "reused"}
         else:
-            recipe = TeacherRecipe(base=cfg.teacher_base, epochs=cfg.teacher_epochs,
-                                   learning_rate=cfg.teacher_learning_rate, batch_size=cfg.teacher_batch_size,
-                                   max_length=cfg.max_length, seed=cfg.seed)
             teacher_path = timer.run("teacher_train", train_teacher, task, train, dev, out / "teacher", recipe,
                                      show_progress_bar=progress)
             stage_info["teacher"] = {"source": "trained"}
-    teacher = Teacher(teacher_path, task, max_length=cfg.max_length)
+    teacher = load_teacher(teacher_path, task, max_length=cfg.max_length)
     stage_info["teacher"].update({k: teacher.info[k] for k in ("recipe", "train_seconds", "best_checkpoint")
                                   if k in teacher.info})
     teacher_dev_logits = timer.run("teacher_dev_eval", teacher.predict_logits, dev.pairs(),
@@ -186,6 +188,7 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
     for name, dcfg in runs:
         folder = out / name
         if (folder / "model" / "dse_config.json").is_file() and (folder / "training.json").is_file():
+            check_run_config(folder, distill_run_config(task, dcfg, train, dev, stored.logits))
             stage_info[name] = {"source": "reused"}
         else:
             timer.run(f"{name}_train", distill, task, train, dev, folder, stored.logits, dcfg,

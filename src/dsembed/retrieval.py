@@ -6,7 +6,7 @@ With ``dense.weight = [W1 W2 W3 W4]`` and ``|u-v| = (v-u) + 2 relu(u-v)`` the pr
     z = (W1 - W4) u                   per query, once
       + (W2 + W4) v + b               per candidate only: precomputed in the store ("cand_proj")
       + (W3 * u) v                    one GEMM per query over the candidate block
-      + 2 W4 relu(u - v)              one GEMM per query over the block (the nonlinear part)
+      + 2 W4 relu(u - v)              = 2 W4 u - 2 W4 min(u, v): per query, plus one GEMM over the block
 
 so one query against N candidates costs two N x d x hidden GEMMs instead of the naive head's four, with no
 approximation (the tests compare against :meth:`DSEModel.head_logits`). Everything runs blockwise in bounded
@@ -61,6 +61,7 @@ TEXTS_FILE = "texts.jsonl"
 OFFSETS_FILE = "texts.offsets.u64"
 COPY_FILES = {"bfloat16": "embeddings.bf16", "float16": "embeddings.f16", "int8": "embeddings.i8"}
 INT8_SCALE_FILE = "embeddings.i8.scale.f32"
+PROJ_BF16_FILE = "cand_proj.bf16"  # written with the bfloat16 copy: the screening scan reads only bf16
 ANN_FILE = "ann.faiss"
 ANN_META = "ann.json"
 PRECISIONS = ("fp32", "bf16")
@@ -111,7 +112,11 @@ def model_fingerprint(model: DSEModel) -> str:
 
 
 class HeadScorer:
-    """The pair head rewritten for one-query-many-candidates scoring (see the module docstring)."""
+    """The pair head rewritten for one-query-many-candidates scoring (see the module docstring).
+
+    With ``relu(u - v) = u - min(u, v)`` the nonlinear term becomes ``2 W4 u - 2 W4 min(u, v)``: the first
+    part joins the per-query vector and ``min`` is a single elementwise pass over the candidate block.
+    """
 
     def __init__(self, head: PairHead) -> None:
         weight = head.dense.weight.detach().float().cpu()
@@ -119,15 +124,15 @@ class HeadScorer:
         w1, w2, w3, w4 = (weight[:, i * d:(i + 1) * d] for i in range(4))
         self.dim = d
         self.hidden = weight.shape[0]
-        self.q_lin_t = (w1 - w4).t().contiguous()  # d x h
+        self.q_lin_t = (w1 + w4).t().contiguous()  # d x h: (W1 - W4) u + 2 W4 u
         self.c_lin_t = (w2 + w4).t().contiguous()  # d x h
         self.bias = head.dense.bias.detach().float().cpu().clone()
         self.w3 = w3.contiguous()  # h x d
-        self.w4x2_t = (2.0 * w4).t().contiguous()  # d x h
+        self.w4n_t = (-2.0 * w4).t().contiguous()  # d x h, multiplies min(u, v)
         self.out_w_t = head.out.weight.detach().float().cpu().t().contiguous()  # h x k
         self.out_b = head.out.bias.detach().float().cpu().clone()
         self.outputs = self.out_w_t.shape[1]
-        self._bf16: dict[str, Tensor] | None = None
+        self.w4n_t_bf16 = self.w4n_t.to(torch.bfloat16)
 
     # -- precomputation ----------------------------------------------------------------------------
     @torch.inference_mode()
@@ -136,18 +141,13 @@ class HeadScorer:
         vt = torch.as_tensor(np.asarray(v, dtype=np.float32)) if not isinstance(v, Tensor) else v.float()
         return torch.addmm(self.bias, vt, self.c_lin_t).numpy()
 
-    def _bf16_weights(self) -> dict[str, Tensor]:
-        if self._bf16 is None:
-            self._bf16 = {"w4x2_t": self.w4x2_t.to(torch.bfloat16)}
-        return self._bf16
-
     # -- scoring -------------------------------------------------------------------------------------
     @torch.inference_mode()
     def block_logits(self, u: Tensor, v: Tensor, cand_proj: Tensor, precision: str = "fp32") -> Tensor:
         """Head logits ``[Q, B, k]`` of queries ``u [Q, d]`` against a candidate block ``v [B, d]``.
 
-        ``precision="bf16"`` runs both GEMMs in bfloat16 (AMX/AVX-512 on recent CPUs): a fast approximate
-        screen, always followed by an fp32 rescoring of its shortlist in :func:`rank`.
+        ``precision="bf16"`` runs both GEMMs (and the elementwise min) in bfloat16 (AMX/AVX-512 on recent
+        CPUs): a fast approximate screen, always followed by an fp32 rescoring of its shortlist in :func:`rank`.
         """
         u = u.float()
         queries, rows = u.shape[0], v.shape[0]
@@ -155,28 +155,30 @@ class HeadScorer:
         a = u @ self.q_lin_t
         if precision == "fp32":
             vf = v.float()
-            relu_buf = torch.empty_like(vf)
+            proj = cand_proj.float()
+            mins = torch.empty_like(vf)
             for q in range(queries):
-                z = cand_proj + a[q]
-                z.addmm_(vf, (self.w3 * u[q]).t())
-                torch.sub(u[q], vf, out=relu_buf).clamp_min_(0.0)
-                z.addmm_(relu_buf, self.w4x2_t)
+                z = torch.addmm(proj, vf, (self.w3 * u[q]).t())
+                z += a[q]
+                torch.minimum(vf, u[q], out=mins)
+                z.addmm_(mins, self.w4n_t)
                 z.relu_()
                 torch.addmm(self.out_b, z, self.out_w_t, out=out[q])
             return out
         if precision != "bf16":
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         vb = v if v.dtype == torch.bfloat16 else v.to(torch.bfloat16)
+        proj_b = cand_proj if cand_proj.dtype == torch.bfloat16 else cand_proj.to(torch.bfloat16)
         ub = u.to(torch.bfloat16)
-        w4 = self._bf16_weights()["w4x2_t"]
-        relu_buf = torch.empty_like(vb)
+        ab = a.to(torch.bfloat16)
+        mins = torch.empty_like(vb)
         for q in range(queries):
-            z = cand_proj + a[q]
-            z += vb @ (self.w3 * u[q]).t().to(torch.bfloat16)
-            torch.sub(ub[q], vb, out=relu_buf).clamp_min_(0.0)
-            z += relu_buf @ w4
+            z = torch.addmm(proj_b, vb, (self.w3 * u[q]).t().to(torch.bfloat16))
+            z += ab[q]
+            torch.minimum(vb, ub[q], out=mins)
+            z.addmm_(mins, self.w4n_t_bf16)
             z.relu_()
-            torch.addmm(self.out_b, z, self.out_w_t, out=out[q])
+            out[q] = (z @ self.out_w_t.to(torch.bfloat16)).float() + self.out_b
         return out
 
     @torch.inference_mode()
@@ -185,7 +187,7 @@ class HeadScorer:
         u, v = u.float(), v.float()
         z = cand_proj + u @ self.q_lin_t
         z += (u * v) @ self.w3.t()
-        z.addmm_((u - v).clamp_min_(0.0), self.w4x2_t)
+        z.addmm_(torch.minimum(u, v), self.w4n_t)
         z.relu_()
         return torch.addmm(self.out_b, z, self.out_w_t)
 
@@ -323,6 +325,8 @@ class CandidateStore:
             (path / name).touch()
         if "int8" in copies:
             (path / INT8_SCALE_FILE).touch()
+        if "bfloat16" in copies:
+            (path / PROJ_BF16_FILE).touch()
         atomic_write_json(path / MANIFEST, manifest)
         return cls(path)
 
@@ -367,6 +371,8 @@ class CandidateStore:
             sizes[COPY_FILES[copy]] = n * self.dim * {"bfloat16": 2, "float16": 2, "int8": 1}[copy]
         if "int8" in self.copies:
             sizes[INT8_SCALE_FILE] = n * 4
+        if "bfloat16" in self.copies:
+            sizes[PROJ_BF16_FILE] = n * self.hidden * 2
         return sizes
 
     def _check_sizes(self) -> None:
@@ -412,6 +418,13 @@ class CandidateStore:
             return (torch.from_numpy(np.ascontiguousarray(raw)).float()
                     * torch.from_numpy(np.ascontiguousarray(scale))).to(torch.bfloat16)
         raise ValueError(f"unknown copy {copy!r}")
+
+    def cand_proj_bf16(self, start: int, stop: int) -> Tensor:
+        """bfloat16 rows of ``cand_proj`` (stored with the bfloat16 copy; converted on the fly otherwise)."""
+        if "bfloat16" in self.copies:
+            raw = _memmap(self.path / PROJ_BF16_FILE, np.int16, self.count, self.hidden)[start:stop]
+            return torch.from_numpy(np.ascontiguousarray(raw)).view(torch.bfloat16)
+        return torch.from_numpy(self.cand_proj(start, stop)).to(torch.bfloat16)
 
     def rows(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(embeddings, cand_proj) of arbitrary rows (sorted reads from the memory maps)."""
@@ -470,6 +483,8 @@ class CandidateStore:
         _fsync_append(self.path / EMB_FILE, sizes[EMB_FILE], emb.tobytes())
         proj = scorer.candidate_proj(emb).astype(np.float32)
         _fsync_append(self.path / PROJ_FILE, sizes[PROJ_FILE], proj.tobytes())
+        if "bfloat16" in self.copies:
+            _fsync_append(self.path / PROJ_BF16_FILE, sizes[PROJ_BF16_FILE], _to_bf16_bytes(proj))
         for copy in self.copies:
             if copy == "bfloat16":
                 data = _to_bf16_bytes(emb)
@@ -694,10 +709,12 @@ def scan_topk(scorer: HeadScorer, store: CandidateStore, u: np.ndarray, k: int, 
         warnings.simplefilter("ignore", UserWarning)
         for lo in tqdm(range(0, n, block_rows), desc="scan", unit="block", disable=not show_progress_bar):
             hi = min(lo + block_rows, n)
-            proj = torch.from_numpy(store.cand_proj(lo, hi))
-            if precision == "bf16" and copy is not None:
-                v = store.copy_block(copy, lo, hi)
+            if precision == "bf16":
+                proj = store.cand_proj_bf16(lo, hi)
+                v = store.copy_block(copy, lo, hi) if copy is not None else \
+                    torch.from_numpy(store.embeddings(lo, hi)).to(torch.bfloat16)
             else:
+                proj = torch.from_numpy(store.cand_proj(lo, hi))
                 v = torch.from_numpy(store.embeddings(lo, hi))
             logits = scorer.block_logits(ut, v, proj, precision)
             best_key, best_idx = _merge_topk(best_key, best_idx, _ranking_key(logits, kind, label), lo, k)

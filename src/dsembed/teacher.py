@@ -30,7 +30,7 @@ from transformers import (
 from .data import PairDataset
 from .evaluation import compute_metrics
 from .tasks import TaskSpec
-from .utils import atomic_dir, atomic_write_json, default_device, folder_fingerprint, set_seed
+from .utils import atomic_dir, atomic_write_json, check_run_config, default_device, folder_fingerprint, set_seed
 
 logger = logging.getLogger("dsembed.teacher")
 
@@ -76,6 +76,17 @@ def _problem_type(task: TaskSpec) -> str:
     return "regression" if task.kind == "regression" else "single_label_classification"
 
 
+def teacher_run_config(task: TaskSpec, recipe: TeacherRecipe, train: PairDataset,
+                       dev: PairDataset) -> dict[str, Any]:
+    """What a teacher run depends on; a folder made with anything else is not resumed or reused."""
+    train = train.subset(recipe.max_train_pairs, seed=recipe.seed)
+    # epochs may change: resuming with more epochs extends a finished run
+    settings = {k: v for k, v in asdict(recipe).items() if k != "epochs"}
+    return {"stage": "teacher", "task": asdict(task), "recipe": settings,
+            "max_length": recipe.max_length or task.max_length, "train": train.fingerprint(),
+            "dev": dev.fingerprint()}
+
+
 def train_teacher(task: TaskSpec, train: PairDataset, dev: PairDataset, output_dir: str | Path,
                   recipe: TeacherRecipe | None = None, resume: bool = True, show_progress_bar: bool = True) -> Path:
     """Fine-tune a cross-encoder; keeps the epoch that scores best on ``dev``; returns the saved folder.
@@ -93,6 +104,7 @@ def train_teacher(task: TaskSpec, train: PairDataset, dev: PairDataset, output_d
     tokenizer = AutoTokenizer.from_pretrained(base_path)
     model = AutoModelForSequenceClassification.from_pretrained(
         base_path, num_labels=task.num_labels, problem_type=_problem_type(task))
+    check_run_config(output_dir, teacher_run_config(task, recipe, train, dev))
     train_ds = _EncodedPairs(tokenizer, train, task, max_length)
     dev_ds = _EncodedPairs(tokenizer, dev, task, max_length)
 
@@ -205,3 +217,41 @@ class Teacher:
         from .losses import logits_to_scores
 
         return logits_to_scores(self.task, torch.as_tensor(logits)).numpy()
+
+
+class EnsembleTeacher:
+    """Mean of several cross-encoders' logits: steadier, usually stronger than any one member."""
+
+    def __init__(self, members: list[str | Path], task: TaskSpec, max_length: int | None = None,
+                 device: str | None = None) -> None:
+        if len(members) < 2:
+            raise ValueError("an ensemble teacher needs at least two cross-encoders")
+        self.members = [Teacher(m, task, max_length=max_length, device=device) for m in members]
+        self.task = task
+        self.path = ",".join(str(m.path) for m in self.members)
+        self.max_length = self.members[0].max_length
+        self.info: dict[str, Any] = {"members": [dict(m.info, path=str(m.path)) for m in self.members]}
+
+    def fingerprint(self) -> str:
+        # order-independent: the mean does not depend on the order of the members
+        return "ensemble:" + "+".join(sorted(m.fingerprint() for m in self.members))
+
+    def predict_logits(self, pairs: list[tuple[str, str]], batch_size: int = 64,
+                       show_progress_bar: bool | None = None) -> np.ndarray:
+        return np.mean([m.predict_logits(pairs, batch_size, show_progress_bar) for m in self.members], axis=0)
+
+    def predict(self, pairs: list[tuple[str, str]], batch_size: int = 64,
+                show_progress_bar: bool | None = None) -> np.ndarray:
+        from .losses import logits_to_scores
+
+        logits = self.task.teacher_to_student_logits(self.predict_logits(pairs, batch_size, show_progress_bar))
+        return logits_to_scores(self.task, torch.as_tensor(logits)).numpy()
+
+
+def load_teacher(spec: str | Path, task: TaskSpec, max_length: int | None = None,
+                 device: str | None = None) -> Teacher | EnsembleTeacher:
+    """One cross-encoder (folder or hub id), or an ensemble given as comma-separated members."""
+    members = [m.strip() for m in str(spec).split(",") if m.strip()]
+    if len(members) > 1:
+        return EnsembleTeacher(members, task, max_length=max_length, device=device)
+    return Teacher(members[0], task, max_length=max_length, device=device)

@@ -22,7 +22,7 @@ from .data import PairDataset
 from .evaluation import compute_metrics
 from .modeling import DSEModel
 from .tasks import TaskSpec
-from .utils import atomic_write_json, set_seed
+from .utils import atomic_write_json, check_run_config, set_seed, sha256_bytes
 
 logger = logging.getLogger("dsembed.trainer")
 
@@ -115,6 +115,17 @@ class DistillationTrainer(Trainer):
         return super().create_optimizer()
 
 
+def distill_run_config(task: TaskSpec, config: DistillConfig, train: PairDataset, dev: PairDataset,
+                       teacher_logits: np.ndarray | None) -> dict[str, Any]:
+    """What a student run depends on; a folder made with anything else is not resumed or reused."""
+    used = teacher_logits is not None and config.alpha > 0
+    logits_hash = sha256_bytes(np.ascontiguousarray(teacher_logits, np.float32).tobytes()) if used else None
+    # epochs may change: resuming with more epochs extends a finished run
+    settings = {k: v for k, v in asdict(config).items() if k != "epochs"}
+    return {"stage": "distill", "task": asdict(task), "config": settings, "train": train.fingerprint(),
+            "dev": dev.fingerprint(), "teacher_logits": logits_hash}
+
+
 def distill(task: TaskSpec, train: PairDataset, dev: PairDataset, output_dir: str | Path,
             teacher_logits: np.ndarray | None = None, config: DistillConfig | None = None, resume: bool = True,
             show_progress_bar: bool = True, device: str | None = None) -> Path:
@@ -134,6 +145,7 @@ def distill(task: TaskSpec, train: PairDataset, dev: PairDataset, output_dir: st
         raise ValueError("training pairs have no labels; use alpha=1 to learn from the teacher alone")
     set_seed(config.seed)
     output_dir = Path(output_dir)
+    check_run_config(output_dir, distill_run_config(task, config, train, dev, teacher_logits))
     model = DSEModel.from_base(config.base, task, pooling=config.pooling, top_k=config.top_k,
                                head_hidden=config.head_hidden, head_dropout=config.head_dropout,
                                max_seq_length=config.max_length, alpha=config.alpha, device=device,

@@ -100,3 +100,21 @@ def set_seed(seed: int) -> None:
 def cache_dir() -> Path:
     """Where dsembed keeps derived artefacts (teacher logits, extracted bases)."""
     return Path(os.environ.get("DSEMBED_CACHE", Path.home() / ".cache" / "dsembed"))
+
+
+class RunConfigMismatch(ValueError):
+    """A run folder holds work made with other settings or data; resuming it would mix the two."""
+
+
+def check_run_config(folder: str | os.PathLike, config: dict[str, Any]) -> None:
+    """Record the settings of a resumable run, or refuse to resume one made with different settings."""
+    path = Path(folder) / "run_config.json"
+    if path.is_file():
+        old = json.loads(path.read_text())
+        if old != json.loads(json.dumps(config, sort_keys=True, default=str)):
+            changed = sorted(k for k in set(old) | set(config) if old.get(k) != json.loads(
+                json.dumps(config.get(k), default=str)))
+            raise RunConfigMismatch(f"{folder} was started with other settings (differs in: {', '.join(changed)}); "
+                                    "use another output folder or delete this one")
+        return
+    atomic_write_json(path, config)
