@@ -60,6 +60,10 @@ def pipeline_section(kind: str, records: list[dict[str, Any]]) -> list[str]:
             checks.append(f"- {task}: teacher {verdict} the best embedding baseline ({NAMES[best_name]}) on {main}: "
                           f"{_fmt(res['teacher'][main])} vs {_fmt(baselines[best_name])} (margin "
                           f"{_fmt(margin, signed=True)}; 'clear' = at least {CLEAR_MARGIN} point).")
+        if "main_job_wall_seconds" in rec:
+            wall = rec["main_job_wall_seconds"]
+            checks.append(f"- {task}: the main job took {wall} s end to end "
+                          f"({'within' if wall < 600 else 'OVER'} the 10-minute target).")
         times = ", ".join(f"{k} {v:.0f}" for k, v in rec["stage_seconds"].items())
         env = rec["environment"]
         lines += ["", f"Stage wall times (s): {times}.", "",

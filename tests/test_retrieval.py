@@ -84,7 +84,7 @@ def test_store_layout_and_manifest(store: CandidateStore, model) -> None:  # noq
     assert info["count"] == len(CANDIDATES) and info["pending"] is None
     assert info["embedding_dim"] == model.embedding_dim and info["hidden"] == 24
     assert set(info["copies"]) == {"bfloat16", "float16", "int8"}
-    assert len(info["sources"]) == 1 and info["ann"]["factory"] == "Flat"
+    assert len(info["sources"]) == 1 and info["ann"]["cosine"]["factory"] == "Flat"
     emb = np.asarray(store.embeddings())
     np.testing.assert_allclose(emb, model.encode(CANDIDATES), rtol=1e-5, atol=1e-5)
     assert store.records([0, 149]) == [("0", CANDIDATES[0]), ("149", CANDIDATES[149])]
@@ -244,6 +244,41 @@ def test_ann_prefilter_and_recall(model, store: CandidateStore) -> None:  # noqa
     assert recall[150]["recall"] == 1.0 and 0.0 <= recall[10]["recall"] <= 1.0
 
 
+def test_head_surrogate_prefilter(model, store: CandidateStore, workdir: Path) -> None:  # noqa: ANN001
+    import shutil
+
+    from dsembed.retrieval import fit_surrogate
+
+    path = workdir / "head-ann"
+    shutil.copytree(store.path, path)
+    st = open_store(path, model)
+    ann = build_ann(st, "Flat", kind="head", model=model, show_progress_bar=False)
+    assert ann.meta["kind"] == "head" and ann.meta["dim"] == model.embedding_dim + 1
+    # the index's inner product is the linearised head up to a per-query constant
+    scorer = HeadScorer(model.head)
+    sur = fit_surrogate(scorer, st)
+    emb, proj = np.asarray(st.embeddings()), np.asarray(st.cand_proj())
+    u = model.encode(QUERIES[:1])
+    ip = (sur.candidate_vectors(emb, proj) @ sur.query_vectors(u).T)[:, 0]
+    lin = proj @ sur.r + (u[0] * emb) @ sur.w3r + (
+        sur.omega * ((u[0] + emb) / 2 - (u[0] - emb) ** 2 / (4 * sur.tau))).sum(1)
+    np.testing.assert_allclose(ip - ip[0], lin - lin[0], rtol=1e-3, atol=1e-3)
+    # MIPS -> NN: on the augmented sphere the L2 order is the inner-product order
+    sur.radius = 1.05 * float(np.linalg.norm(sur.phi(emb, proj), axis=1).max())
+    query = sur.query_vectors(u)
+    assert query.shape[1] == model.embedding_dim + 2 and query[0, -1] == 0.0
+    dist = ((sur.candidate_vectors(emb, proj) - query) ** 2).sum(1)
+    assert np.argsort(dist, kind="stable")[:10].tolist() == np.argsort(-ip, kind="stable")[:10].tolist()
+    exact = rank(model, QUERIES, st, top_k=10)
+    for e, f in zip(exact, rank(model, QUERIES, st, top_k=10, prefilter=150), strict=True):  # auto -> head
+        assert [h.row for h in e] == [h.row for h in f]
+    for e, f in zip(exact, rank(model, QUERIES, st, top_k=10, prefilter=150, precision="bf16"), strict=True):
+        assert [h.row for h in e] == [h.row for h in f]
+    head = ann_recall(model, st, QUERIES, top_k=10, prefilters=(30,), kind="head", exact=exact)[30]["recall"]
+    cos = ann_recall(model, st, QUERIES, top_k=10, prefilters=(30,), kind="cosine", exact=exact)[30]["recall"]
+    assert head >= cos and head >= 0.8, (head, cos)
+
+
 def test_ivf_index(model, store: CandidateStore, workdir: Path) -> None:  # noqa: ANN001
     import shutil
 
@@ -252,8 +287,25 @@ def test_ivf_index(model, store: CandidateStore, workdir: Path) -> None:  # noqa
     st = open_store(path, model)
     ann = build_ann(st, "IVF4,Flat", nprobe=4, show_progress_bar=False)
     assert ann.meta["factory"] == "IVF4,Flat" and json.loads((path / "ann.json").read_text())["nprobe"] == 4
-    exact = rank(model, QUERIES[2], st, 5)
-    assert [h.row for h in rank(model, QUERIES[2], st, 5, prefilter=150, nprobe=4)] == [h.row for h in exact]
+    exact = rank(model, QUERIES, st, 10)
+    for q, e in zip(QUERIES, exact, strict=True):  # all lists probed, M = N: the exact ranking
+        assert [h.row for h in rank(model, q, st, 10, prefilter=150, nprobe=4)] == [h.row for h in e][:10]
+    head = build_ann(st, "IVF4,SQ8", kind="head", model=model, nprobe=4, show_progress_bar=False)
+    assert head.surrogate is not None and head.surrogate.radius > 0 and head.meta["dim"] == model.embedding_dim + 2
+    sizes = [faiss_list_size(head.index, i) for i in range(4)]
+    assert sum(sizes) == 150
+    for q, e in zip(QUERIES, exact, strict=True):
+        got = rank(model, q, st, 10, prefilter=150, prefilter_kind="head", nprobe=4)
+        assert [h.row for h in got] == [h.row for h in e]
+    # rows added later go into the head IVF lists too
+    ingest(model, st, ["one more sentence", "and another one"], show_progress_bar=False)
+    assert load_ann(st, "head").count == 152 and load_ann(st, "cosine").count == 152
+
+
+def faiss_list_size(index, i: int) -> int:  # noqa: ANN001
+    import faiss
+
+    return faiss.extract_index_ivf(index).invlists.list_size(i)
 
 
 # ---- all pairs -----------------------------------------------------------------------------------------------
@@ -290,7 +342,7 @@ def test_cli_build_search_add_allpairs(model, workdir: Path) -> None:  # noqa: A
     cand.write_text("id\tsentence\n" + "".join(f"c{i}\t{t}\n" for i, t in enumerate(CANDIDATES[:50])))
     store_dir = workdir / "cli-store"
     res = runner.invoke(app, ["index", "build", str(model_dir), str(cand), str(store_dir), "--id-column", "id",
-                              "--ann", "Flat", "--no-progress", "--chunk-size", "16"])
+                              "--ann", "Flat", "--ann-kind", "both", "--no-progress", "--chunk-size", "16"])
     assert res.exit_code == 0, res.output
     res = runner.invoke(app, ["search", str(model_dir), str(store_dir), QUERIES[0], "-k", "3", "--json"])
     assert res.exit_code == 0, res.output
@@ -304,7 +356,10 @@ def test_cli_build_search_add_allpairs(model, workdir: Path) -> None:  # noqa: A
     res = runner.invoke(app, ["index", "add", str(model_dir), str(more), str(store_dir), "--no-progress"])
     assert res.exit_code == 0, res.output
     info = json.loads(runner.invoke(app, ["index", "info", str(store_dir)]).stdout)
-    assert info["count"] == 60 and info["ann"]["count"] == 60
+    assert info["count"] == 60 and info["ann"]["cosine"]["count"] == 60 and info["ann"]["head"]["count"] == 60
+    res = runner.invoke(app, ["search", str(model_dir), str(store_dir), QUERIES[0], "-k", "3", "--prefilter", "60",
+                              "--prefilter-kind", "cosine", "--json"])
+    assert res.exit_code == 0, res.output
     other = tiny_student(workdir, "mrpc", seed=11)
     res = runner.invoke(app, ["search", str(workdir / "student-mrpc-11"), str(store_dir), "x"])
     assert res.exit_code == 2 and "another model" in res.output
@@ -317,3 +372,37 @@ def test_cli_build_search_add_allpairs(model, workdir: Path) -> None:  # noqa: A
     assert len(rows) == 45 and all(r["i"] < r["j"] for r in rows)
     res = runner.invoke(app, ["index", "build", str(model_dir), str(workdir / "missing.txt"), str(workdir / "s2")])
     assert res.exit_code == 2 and "not found" in res.output
+
+
+# ---- the speed benchmark (tiny end-to-end run) ------------------------------------------------------------------
+
+
+def test_bench_smoke(model, workdir: Path) -> None:  # noqa: ANN001
+    from dsembed.bench import BenchConfig, evaluate_targets, format_summary, run_bench, synthetic_rows
+    from dsembed.data import default_glue_dir
+
+    try:
+        default_glue_dir()
+    except FileNotFoundError:
+        pytest.skip("the shared GLUE copy is not available")
+    real = np.random.default_rng(0).standard_normal((20, 8)).astype(np.float32)
+    emb, texts, ids = synthetic_rows(real, 20, 5, seed=0)
+    assert emb.shape == (5, 8) and ids[0] == "syn20" and texts[0].startswith("[synthetic row 20")
+    out = workdir / "bench-out"
+    cfg = BenchConfig(model=str(workdir / "student-mrpc-0"), teacher=str(workdir / "base"), sizes=(40, 120),
+                      real_sentences=80, queries=2, teacher_max=40, prefilters=(20,), encode_sentences=16,
+                      encode_repeats=1, output=str(out), work_dir=str(workdir / "bench-work"), threads=1,
+                      show_progress_bar=False)
+    record = run_bench(cfg)
+    assert (out / "speed.json").is_file() and (out / "speed.png").is_file()
+    saved = json.loads((out / "speed.json").read_text())
+    assert set(saved["sizes"]) == {"40", "120"}
+    small, big = saved["sizes"]["40"], saved["sizes"]["120"]
+    assert small["teacher"]["extrapolated"] is False and big["teacher"]["extrapolated"] is True
+    assert big["store"]["synthetic_rows"] == 40 and big["store"]["real_rows"] == 80
+    assert small["exact_bf16_screen"]["recall_at_k_vs_fp32"] == 1.0
+    assert set(small["ann_rerank"]) == {"head", "cosine"}
+    assert all(g["recall_at_k"] <= 1.0 for g in small["ann_rerank"]["head"]["grid"])
+    assert saved["encoding"]["max_abs_embedding_difference"] < 1e-4
+    assert "speedup_over_teacher" in small and record["environment"]["dsembed"]
+    assert "N" in format_summary(saved) and isinstance(evaluate_targets(saved), list)

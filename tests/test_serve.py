@@ -54,7 +54,7 @@ def served(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
 def test_health(served) -> None:  # noqa: ANN001
     client, model, store = served
     body = client.get("/health").json()
-    assert body["status"] == "ok" and body["store"] == {"count": 80, "ann": True} and body["dim"] == 64
+    assert body["status"] == "ok" and body["store"] == {"count": 80, "ann": ["cosine"]} and body["dim"] == 64
 
 
 def test_encode_and_score_match_the_model(served) -> None:  # noqa: ANN001
@@ -100,6 +100,7 @@ def test_search_exact_and_prefiltered(served) -> None:  # noqa: ANN001
     ("/search", {"query": "a", "top_k": 0}, 422, "top_k"),
     ("/search", {"query": "a", "top_k": 51}, 422, "top_k"),
     ("/search", {"query": "a", "precision": "fp8"}, 422, "precision"),
+    ("/search", {"query": "a", "prefilter": 5, "prefilter_kind": "head"}, 409, "no head ANN index"),
     ("/encode", {"sentences": ["y" * 5000]}, 422, "longer than"),
 ])
 def test_bad_requests_get_clear_4xx(served, path: str, payload: dict, status: int, needle: str) -> None:  # noqa: ANN001

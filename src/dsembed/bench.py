@@ -62,10 +62,13 @@ class BenchConfig:
     queries: int = 5
     top_k: int = 10
     teacher_max: int = 10_000
-    teacher_pair_budget: int = 12_000
+    teacher_pair_budget: int = 5_000  # pairs per size when more than one query fits (always >= 1 query)
     teacher_batch_size: int = 64
     prefilters: tuple[int, ...] = (100, 200, 500, 1000, 2000)
-    nprobes: tuple[int, ...] = (8, 32, 128)
+    nprobes: tuple[int, ...] = (8, 16, 32, 64)
+    prefilter_kinds: tuple[str, ...] = ("head", "cosine")
+    rerank_precisions: tuple[str, ...] = ("fp32", "bf16")
+    threads: int = 0  # torch/faiss threads; 0 = leave the library defaults
     bf16_shortlist: int = 64
     encode_sentences: int = 2000
     encode_batch_size: int = 32
@@ -192,11 +195,12 @@ def _load_student(cfg: BenchConfig) -> tuple[Any, dict[str, Any]]:
     return model, info
 
 
-def _load_teacher(cfg: BenchConfig, task: Any) -> tuple[Any, dict[str, Any]]:
+def _load_teacher(cfg: BenchConfig, task: Any, max_length: int) -> tuple[Any, dict[str, Any]]:
+    """The cross-encoder, truncating at the student's max length so both read the same tokens."""
     from .teacher import Teacher
 
     if cfg.teacher:
-        teacher = Teacher(cfg.teacher, task, device="cpu")
+        teacher = Teacher(cfg.teacher, task, max_length=max_length, device="cpu")
         info = {"source": cfg.teacher, "trained": True}
     else:
         import transformers
@@ -204,7 +208,7 @@ def _load_teacher(cfg: BenchConfig, task: Any) -> tuple[Any, dict[str, Any]]:
         verbosity = transformers.logging.get_verbosity()
         transformers.logging.set_verbosity_error()
         try:
-            teacher = Teacher(cfg.base, task, device="cpu")
+            teacher = Teacher(cfg.base, task, max_length=max_length, device="cpu")
         finally:
             transformers.logging.set_verbosity(verbosity)
         info = {"source": f"{cfg.base} with an untrained sequence-classification head (speed only)",
@@ -227,8 +231,8 @@ def _st_encoder(cfg: BenchConfig, model: Any, tmp: Path) -> Any:
 def measure_encoding(model: Any, st: Any, sentences: list[str], batch_size: int, repeats: int) -> dict[str, Any]:
     """Sentences/s of ``DSEModel.encode`` vs ``SentenceTransformer.encode``, alternated, medians."""
     ds_times, st_times = [], []
-    model.encode(sentences[:64], batch_size=batch_size)
-    st.encode(sentences[:64], batch_size=batch_size)
+    model.encode(sentences[:64], batch_size=batch_size, show_progress_bar=False)
+    st.encode(sentences[:64], batch_size=batch_size, show_progress_bar=False)
     for _ in range(repeats):
         t0 = time.perf_counter()
         a = model.encode(sentences, batch_size=batch_size, show_progress_bar=False)
@@ -252,11 +256,15 @@ def measure_encoding(model: Any, st: Any, sentences: list[str], batch_size: int,
 
 def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     """Run every measurement, write ``<output>/speed.json`` and ``speed.png``; return the record."""
+    import faiss
     from sentence_transformers import util as st_util
 
     from .data import default_glue_dir
     from .pipeline import environment_record
 
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+        faiss.omp_set_num_threads(cfg.threads)
     out_dir = Path(cfg.output)
     out_dir.mkdir(parents=True, exist_ok=True)
     work = Path(cfg.work_dir) if cfg.work_dir else cache_dir() / "bench"
@@ -268,11 +276,12 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
         "environment": environment_record(),
         "config": asdict(cfg),
         "load_average_start": list(os.getloadavg()),
+        "threads": {"torch": torch.get_num_threads(), "faiss": faiss.omp_get_max_threads()},
         "notes": [],
     }
     notes: list[str] = record["notes"]
     model, student_info = _load_student(cfg)
-    teacher, teacher_info = _load_teacher(cfg, model.task)
+    teacher, teacher_info = _load_teacher(cfg, model.task, int(model.encoder.max_seq_length or 128))
     record["student"] = student_info
     record["teacher"] = teacher_info
     if not student_info["trained"]:
@@ -370,35 +379,45 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
                                                                                                strict=True)]
 
         # ANN prefilter + exact re-rank
-        t0 = time.perf_counter()
-        build_ann(store, "auto", show_progress_bar=cfg.show_progress_bar)
-        ann = load_ann(store)
-        ann_entry: dict[str, Any] = {"factory": ann.meta["factory"], "build_seconds": time.perf_counter() - t0,
-                                     "grid": []}
-        nprobes = cfg.nprobes if ann.meta["factory"].startswith("IVF") else (None,)
-        for nprobe in nprobes:
-            for m in cfg.prefilters:
-                if m >= n:
-                    continue
-                rank(model, queries[0], store, cfg.top_k, prefilter=m, nprobe=nprobe, ann=ann)
-                times, hits_found, parts = [], 0, []
-                for qi, q in enumerate(queries):
-                    tm = RankTimings()
-                    t0 = time.perf_counter()
-                    got = rank(model, q, store, cfg.top_k, prefilter=m, nprobe=nprobe, ann=ann, timings=tm)
-                    times.append(time.perf_counter() - t0)
-                    parts.append({"encode": tm.encode, "prefilter": tm.prefilter, "rescore": tm.rescore})
-                    hits_found += len({h.row for h in got} & {h.row for h in exact[qi]})
-                ann_entry["grid"].append({"prefilter_m": m, "nprobe": nprobe, **_summary(times),
-                                          "recall_at_k": hits_found / (cfg.top_k * len(queries)),
-                                          "breakdown_median": {k: _median([p[k] for p in parts]) for k in parts[0]}})
-        ok = [g for g in ann_entry["grid"] if g["recall_at_k"] >= 0.95]
-        ann_entry["best_at_recall_0.95"] = min(ok, key=lambda g: g["median_seconds"]) if ok else None
-        ann_entry["most_accurate"] = max(ann_entry["grid"], key=lambda g: (g["recall_at_k"], -g["median_seconds"])) \
-            if ann_entry["grid"] else None
-        entry["ann_rerank"] = ann_entry
-        del ann
-        gc.collect()
+        ann_out: dict[str, Any] = {}
+        for kind in cfg.prefilter_kinds:
+            t0 = time.perf_counter()
+            build_ann(store, "auto", kind=kind, model=model, show_progress_bar=cfg.show_progress_bar)
+            ann = load_ann(store, kind)
+            ann_entry: dict[str, Any] = {"kind": kind, "factory": ann.meta["factory"],
+                                         "build_seconds": time.perf_counter() - t0, "grid": []}
+            nprobes = cfg.nprobes if ann.meta["factory"].startswith("IVF") else (None,)
+            for nprobe in nprobes:
+                for m in cfg.prefilters:
+                    if m >= n:
+                        continue
+                    for rr in cfg.rerank_precisions:
+                        if rr == "bf16" and m <= cfg.bf16_shortlist:
+                            continue
+                        kw = {"prefilter": m, "nprobe": nprobe, "ann": ann, "precision": rr,
+                              "shortlist": cfg.bf16_shortlist}
+                        rank(model, queries[0], store, cfg.top_k, **kw)
+                        times, found, parts = [], 0, []
+                        for qi, q in enumerate(queries):
+                            tm = RankTimings()
+                            t0 = time.perf_counter()
+                            got = rank(model, q, store, cfg.top_k, timings=tm, **kw)
+                            times.append(time.perf_counter() - t0)
+                            parts.append({"encode": tm.encode, "prefilter": tm.prefilter, "rescore": tm.rescore})
+                            found += len({h.row for h in got} & {h.row for h in exact[qi]})
+                        ann_entry["grid"].append({
+                            "prefilter_m": m, "nprobe": nprobe, "rerank": rr, **_summary(times),
+                            "recall_at_k": found / (cfg.top_k * len(queries)),
+                            "breakdown_median": {k: _median([p[k] for p in parts]) for k in parts[0]}})
+            ok = [g for g in ann_entry["grid"] if g["recall_at_k"] >= 0.95]
+            ann_entry["best_at_recall_0.95"] = min(ok, key=lambda g: g["median_seconds"]) if ok else None
+            ann_entry["most_accurate"] = max(ann_entry["grid"], key=lambda g: (g["recall_at_k"],
+                                                                               -g["median_seconds"])) \
+                if ann_entry["grid"] else None
+            ann_out[kind] = ann_entry
+            del ann
+            gc.collect()
+        entry["ann_rerank"] = ann_out
 
         # plain sentence-transformers encode + cosine (normalised corpus in RAM, util.semantic_search)
         corpus = np.empty((store.count, store.dim), dtype=np.float32)
@@ -407,11 +426,12 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
             corpus[lo:lo + len(block)] = block / np.maximum(np.linalg.norm(block, axis=1, keepdims=True), 1e-12)
         corpus_t = torch.from_numpy(corpus)
         times = []
-        st_util.semantic_search(st.encode([queries[0]], convert_to_tensor=True, normalize_embeddings=True), corpus_t,
+        st_util.semantic_search(st.encode([queries[0]], convert_to_tensor=True, normalize_embeddings=True,
+                                          show_progress_bar=False), corpus_t,
                                 top_k=cfg.top_k, score_function=st_util.dot_score)
         for q in queries:
             t0 = time.perf_counter()
-            qe = st.encode([q], convert_to_tensor=True, normalize_embeddings=True)
+            qe = st.encode([q], convert_to_tensor=True, normalize_embeddings=True, show_progress_bar=False)
             st_util.semantic_search(qe, corpus_t, top_k=cfg.top_k, score_function=st_util.dot_score)
             times.append(time.perf_counter() - t0)
         entry["st_cosine"] = {**_summary(times), "method": "SentenceTransformer.encode(normalize_embeddings=True) + "
@@ -423,10 +443,11 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
         if teacher_s:
             entry["speedup_over_teacher"] = {
                 k: teacher_s / entry[k]["median_seconds"] for k in ("exact_fp32", "exact_bf16_screen", "st_cosine")}
-            for label in ("best_at_recall_0.95", "most_accurate"):
-                if ann_entry.get(label):
-                    entry["speedup_over_teacher"][f"ann_rerank ({label})"] = teacher_s / ann_entry[label][
-                        "median_seconds"]
+            for kind, ann_entry in ann_out.items():
+                for label in ("best_at_recall_0.95", "most_accurate"):
+                    if ann_entry.get(label):
+                        entry["speedup_over_teacher"][f"ann_{kind} ({label})"] = teacher_s / ann_entry[label][
+                            "median_seconds"]
             entry["speedup_basis"] = "extrapolated teacher" if entry["teacher"]["extrapolated"] else "measured"
         sizes_out[str(n)] = entry
         record["sizes"] = sizes_out
@@ -469,18 +490,18 @@ def evaluate_targets(record: dict[str, Any]) -> list[dict[str, Any]]:
             got = s1m[key]["median_seconds"]
             out.append({"target": f"N=1M: {key} < 2 s per query", "measured": got, "met": got < 2.0,
                         "factor_over_target": got / 2.0})
-        best = s1m["ann_rerank"].get("best_at_recall_0.95")
-        acc = s1m["ann_rerank"].get("most_accurate")
-        if best:
-            out.append({"target": "N=1M: ANN + re-rank < 50 ms/query at recall@10 >= 0.95",
-                        "measured": best["median_seconds"], "recall": best["recall_at_k"],
-                        "config": {"prefilter_m": best["prefilter_m"], "nprobe": best["nprobe"]},
-                        "met": best["median_seconds"] < 0.05})
-        elif acc:
-            out.append({"target": "N=1M: ANN + re-rank < 50 ms/query at recall@10 >= 0.95",
-                        "measured": acc["median_seconds"], "recall": acc["recall_at_k"],
-                        "config": {"prefilter_m": acc["prefilter_m"], "nprobe": acc["nprobe"]}, "met": False,
-                        "note": "no prefilter size tried reached recall 0.95"})
+        for kind, ann_entry in s1m["ann_rerank"].items():
+            best = ann_entry.get("best_at_recall_0.95")
+            acc = ann_entry.get("most_accurate")
+            name = f"N=1M: ANN ({kind} prefilter) + re-rank < 50 ms/query at recall@10 >= 0.95"
+            if best:
+                out.append({"target": name, "measured": best["median_seconds"], "recall": best["recall_at_k"],
+                            "config": {k: best[k] for k in ("prefilter_m", "nprobe", "rerank")},
+                            "met": best["median_seconds"] < 0.05})
+            elif acc:
+                out.append({"target": name, "measured": acc["median_seconds"], "recall": acc["recall_at_k"],
+                            "config": {k: acc[k] for k in ("prefilter_m", "nprobe", "rerank")}, "met": False,
+                            "note": "no configuration tried reached recall@10 0.95"})
     enc = record.get("encoding")
     if enc:
         out.append({"target": "encoding throughput >= sentence-transformers", "measured":
@@ -513,15 +534,17 @@ def plot_speed(record: dict[str, Any], path: str | Path) -> Path:
               "sentence-transformers encode + cosine": ("st_cosine", "tab:green")}
     for label, (key, colour) in series.items():
         ax.plot(sizes, [e[key]["median_seconds"] for e in entries], "s-", color=colour, label=label)
-    ann_pts = [(n, (e["ann_rerank"].get("best_at_recall_0.95") or e["ann_rerank"].get("most_accurate") or {}))
-               for n, e in zip(sizes, entries, strict=True)]
-    ann_pts = [(n, g) for n, g in ann_pts if g]
-    if ann_pts:
-        ax.plot([n for n, _ in ann_pts], [g["median_seconds"] for _, g in ann_pts], "^-", color="tab:red",
-                label="ANN top-M + exact head re-rank")
-        for n, g in ann_pts:
-            ax.annotate(f"M={g['prefilter_m']}\nR@10={g['recall_at_k']:.2f}", (n, g["median_seconds"]),
-                        fontsize=7, textcoords="offset points", xytext=(4, -18))
+    ann_colours = {"head": "tab:red", "cosine": "tab:orange"}
+    for kind, colour in ann_colours.items():
+        pts = [(n, _ann_pick(e, kind)) for n, e in zip(sizes, entries, strict=True)]
+        pts = [(n, g) for n, g in pts if g]
+        if not pts:
+            continue
+        ax.plot([n for n, _ in pts], [g["median_seconds"] for _, g in pts], "^-", color=colour,
+                label=f"ANN ({kind} prefilter) top-M + exact head re-rank")
+        for n, g in pts:
+            ax.annotate(f"M={g['prefilter_m']} R@10={g['recall_at_k']:.2f}", (n, g["median_seconds"]),
+                        fontsize=6, color=colour, textcoords="offset points", xytext=(4, -10))
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("candidates N")
@@ -529,12 +552,13 @@ def plot_speed(record: dict[str, Any], path: str | Path) -> Path:
     ax.set_title("1 query x N candidates")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
-    for label, (key, colour) in {**series, "ANN + re-rank": ("ann", "tab:red")}.items():
+    extra = {f"ANN ({kind}) + re-rank": (f"ann_{kind}", colour) for kind, colour in ann_colours.items()}
+    for label, (key, colour) in {**series, **extra}.items():
         xs, ys = [], []
         for n, e in zip(sizes, entries, strict=True):
             sp = e.get("speedup_over_teacher", {})
-            value = next((v for k, v in sp.items() if k.startswith("ann_rerank")), None) if key == "ann" else \
-                sp.get(key)
+            value = next((v for k, v in sp.items() if k.startswith(key + " (")), None) if key.startswith("ann_") \
+                else sp.get(key)
             if value:
                 xs.append(n)
                 ys.append(value)
@@ -555,21 +579,34 @@ def plot_speed(record: dict[str, Any], path: str | Path) -> Path:
     return path
 
 
+def _ann_pick(entry: dict[str, Any], kind: str) -> dict[str, Any] | None:
+    """The fastest ANN configuration reaching recall@10 >= 0.95, else the most accurate one."""
+    ann = entry.get("ann_rerank", {}).get(kind)
+    if not ann:
+        return None
+    return ann.get("best_at_recall_0.95") or ann.get("most_accurate")
+
+
 def format_summary(record: dict[str, Any]) -> str:
-    """A plain-text table of the record."""
-    lines = [f"{'N':>9} {'teacher s':>12} {'exact fp32':>11} {'exact bf16':>11} {'ANN+rerank':>11} "
-             f"{'(M, R@10)':>14} {'ST cosine':>10} {'fp32 x':>9}"]
+    """A plain-text table of the record (seconds per query, medians)."""
+    lines = [f"{'N':>9} {'teacher':>10} {'exact fp32':>11} {'exact bf16':>11} {'ANN head':>9} {'(M,R@10)':>12} "
+             f"{'ANN cos':>9} {'(M,R@10)':>12} {'ST cos':>8} {'fp32 x':>8}"]
     for n in sorted(int(x) for x in record["sizes"]):
         e = record["sizes"][str(n)]
         t = e.get("teacher", {})
         ts = f"{t['median_seconds']:.3f}{'*' if t.get('extrapolated') else ''}" if t else "-"
-        g = e["ann_rerank"].get("best_at_recall_0.95") or e["ann_rerank"].get("most_accurate") or {}
-        ann_s = f"{g['median_seconds']:.4f}" if g else "-"
-        ann_c = f"({g['prefilter_m']}, {g['recall_at_k']:.2f})" if g else "-"
+        cells = []
+        for kind in ("head", "cosine"):
+            g = _ann_pick(e, kind)
+            if g:
+                config = f"({g['prefilter_m']},{g['recall_at_k']:.2f})"
+                cells.append(f"{g['median_seconds']:>9.4f} {config:>12}")
+            else:
+                cells.append(f"{'-':>9} {'-':>12}")
         sp = e.get("speedup_over_teacher", {}).get("exact_fp32")
-        lines.append(f"{n:>9} {ts:>12} {e['exact_fp32']['median_seconds']:>11.4f} "
-                     f"{e['exact_bf16_screen']['median_seconds']:>11.4f} {ann_s:>11} {ann_c:>14} "
-                     f"{e['st_cosine']['median_seconds']:>10.4f} {(f'{sp:.0f}' if sp else '-'):>9}")
+        lines.append(f"{n:>9} {ts:>10} {e['exact_fp32']['median_seconds']:>11.4f} "
+                     f"{e['exact_bf16_screen']['median_seconds']:>11.4f} {cells[0]} {cells[1]} "
+                     f"{e['st_cosine']['median_seconds']:>8.4f} {(f'{sp:.0f}' if sp else '-'):>8}")
     lines.append("(* extrapolated)")
     enc = record.get("encoding")
     if enc:

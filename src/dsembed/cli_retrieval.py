@@ -56,6 +56,10 @@ def _copies(value: str) -> tuple[str, ...]:
     return tuple(x.strip() for x in value.split(",") if x.strip() and x.strip() != "none")
 
 
+def _kinds(value: str) -> tuple[str, ...]:
+    return ("cosine", "head") if value == "both" else (value,)
+
+
 def register(app: typer.Typer) -> None:
     """Add the retrieval commands to ``app``."""
     index_app = typer.Typer(no_args_is_help=True, help="Candidate stores: build, add to, ANN index, inspect.")
@@ -70,6 +74,8 @@ def register(app: typer.Typer) -> None:
         id_column: IdColumnOpt = None,
         copies: Annotated[str, typer.Option(help="low-precision copies: bfloat16,float16,int8 or none")] = "bfloat16",
         ann: Annotated[str, typer.Option(help="FAISS index: auto, none, or a factory string (IVF1024,SQ8)")] = "auto",
+        ann_kind: Annotated[str, typer.Option(help="prefilter index: head (head surrogate), cosine or both")]
+        = "head",
         chunk_size: Annotated[int, typer.Option(help="sentences encoded and committed per chunk")] = 1024,
         batch_size: int = 32,
         progress: ProgressOpt = True,
@@ -82,7 +88,8 @@ def register(app: typer.Typer) -> None:
         student = _load_model(model)
         try:
             st = build_store(student, texts, store, ids=ids, source=str(input), copies=_copies(copies),
-                             chunk_size=chunk_size, batch_size=batch_size, show_progress_bar=progress, ann=ann)
+                             chunk_size=chunk_size, batch_size=batch_size, show_progress_bar=progress, ann=ann,
+                             ann_kinds=_kinds(ann_kind))
         except (StoreError, ValueError) as exc:
             _fail(str(exc))
         typer.echo(f"{st.count} candidates in {store}" + (f" (+ANN {ann})" if ann != "none" else ""))
@@ -125,18 +132,26 @@ def register(app: typer.Typer) -> None:
     def index_ann(
         store: StoreArg,
         factory: Annotated[str, typer.Option(help="auto, Flat, IVF<nlist>,SQ8, IVF<nlist>,Flat, HNSW32 ...")] = "auto",
+        kind: Annotated[str, typer.Option(help="cosine, head (head surrogate; needs --model) or both")] = "cosine",
+        model: Annotated[Path | None, typer.Option(help="the store's student (for --kind head)")] = None,
         nprobe: Annotated[int | None, typer.Option(help="default IVF lists probed per query")] = None,
+        label: Annotated[str | None, typer.Option(help="multiclass: class the head index ranks by")] = None,
         progress: ProgressOpt = True,
     ) -> None:
-        """(Re)build the FAISS cosine index of a store."""
+        """(Re)build a FAISS prefilter index of a store."""
         _setup()
         from .retrieval import StoreError, build_ann, open_store
 
+        student = _load_model(model) if model is not None else None
+        metas = []
         try:
-            ann = build_ann(open_store(store), factory, nprobe=nprobe, show_progress_bar=progress)
+            st = open_store(store, student)
+            for k in _kinds(kind):
+                metas.append(build_ann(st, factory, kind=k, model=student, nprobe=nprobe, label=label,
+                                       show_progress_bar=progress).meta)
         except (StoreError, ValueError, RuntimeError) as exc:
             _fail(str(exc))
-        typer.echo(json.dumps(ann.meta, indent=2))
+        typer.echo(json.dumps(metas, indent=2))
 
     @index_app.command("info")
     def index_info(store: StoreArg) -> None:
@@ -156,8 +171,10 @@ def register(app: typer.Typer) -> None:
         queries: Annotated[Path | None, typer.Option(help="file of queries (.txt/.tsv/.jsonl)")] = None,
         column: ColumnOpt = None,
         top_k: Annotated[int, typer.Option("--top-k", "-k")] = 10,
-        prefilter: Annotated[int | None, typer.Option(help="ANN: re-rank only the top-M by cosine (faster)")]
+        prefilter: Annotated[int | None, typer.Option(help="ANN: re-rank only the index's top-M (faster)")]
         = None,
+        prefilter_kind: Annotated[str, typer.Option(help="which ANN index: auto (head if built), head, cosine")]
+        = "auto",
         nprobe: Annotated[int | None, typer.Option(help="IVF lists probed (ANN speed/recall)")] = None,
         precision: Annotated[str, typer.Option(help="fp32 (exact scan) or bf16 (bf16 screen + fp32 rescoring)")]
         = "fp32",
@@ -178,8 +195,8 @@ def register(app: typer.Typer) -> None:
         student = _load_model(model)
         start = time.perf_counter()
         try:
-            results = rank(student, texts, store, top_k, prefilter=prefilter, nprobe=nprobe, precision=precision,
-                           label=label)
+            results = rank(student, texts, store, top_k, prefilter=prefilter, prefilter_kind=prefilter_kind,
+                           nprobe=nprobe, precision=precision, label=label)
         except (StoreError, ValueError) as exc:
             _fail(str(exc))
         elapsed = time.perf_counter() - start
@@ -276,6 +293,7 @@ def register(app: typer.Typer) -> None:
         = None,
         keep_stores: bool = False,
         encode_sentences: Annotated[int, typer.Option(help="sentences for the throughput comparison")] = 2000,
+        threads: Annotated[int, typer.Option(help="torch/faiss threads for every method (0: library default)")] = 0,
         note: Annotated[str, typer.Option(help="free text stored in the record")] = "",
         progress: ProgressOpt = True,
     ) -> None:
@@ -287,6 +305,6 @@ def register(app: typer.Typer) -> None:
                           real_sentences=real, queries=queries, teacher_max=teacher_max,
                           prefilters=tuple(int(x) for x in prefilters.split(",")), output=str(output),
                           work_dir=str(work_dir) if work_dir else None, keep_stores=keep_stores,
-                          encode_sentences=encode_sentences, note=note, show_progress_bar=progress)
+                          encode_sentences=encode_sentences, threads=threads, note=note, show_progress_bar=progress)
         record = run_bench(cfg)
         typer.echo(format_summary(record))

@@ -1,12 +1,12 @@
 """One query against many candidates: an on-disk candidate store, exact head ranking, ANN prefilter, all-pairs.
 
 The student's head scores a pair from ``[u, v, u*v, |u-v|]`` through ``dense`` (hidden units), ReLU and ``out``.
-With ``dense.weight = [W1 W2 W3 W4]`` and ``|u-v| = (v-u) + 2 relu(u-v)`` the pre-activation splits exactly into
+With ``dense.weight = [W1 W2 W3 W4]`` and ``|u-v| = u + v - 2 min(u, v)`` the pre-activation splits exactly into
 
-    z = (W1 - W4) u                   per query, once
+    z = (W1 + W4) u                   per query, once
       + (W2 + W4) v + b               per candidate only: precomputed in the store ("cand_proj")
       + (W3 * u) v                    one GEMM per query over the candidate block
-      + 2 W4 relu(u - v)              = 2 W4 u - 2 W4 min(u, v): per query, plus one GEMM over the block
+      - 2 W4 min(u, v)                one elementwise min and one GEMM per query over the block
 
 so one query against N candidates costs two N x d x hidden GEMMs instead of the naive head's four, with no
 approximation (the tests compare against :meth:`DSEModel.head_logits`). Everything runs blockwise in bounded
@@ -17,9 +17,10 @@ Store layout (a folder)::
     manifest.json         format, model fingerprint, dims, committed row count, copies, sources, pending ingest
     embeddings.f32        N x d float32 (raw, unnormalised embeddings, append-only)
     cand_proj.f32         N x hidden float32: (W2 + W4) v + b
-    embeddings.bf16|f16|i8 (+ .scale.f32)   optional low-precision copies for the fast screening scan
+    embeddings.bf16|f16|i8 (+ .scale.f32), cand_proj.bf16   optional low-precision copies (bf16 screening scan)
     texts.jsonl           one {"id", "text"} object per row;  texts.offsets.u64: byte offset of each row
-    ann.faiss, ann.json   optional FAISS index over the L2-normalised embeddings (cosine prefilter)
+    ann.faiss/.json       optional FAISS index over the L2-normalised embeddings (cosine prefilter)
+    ann-head.faiss/.json/.surrogate.npz   optional FAISS index over the head surrogate (head prefilter)
 
 A chunk is committed by writing its rows to every file and then atomically rewriting the manifest's count, so
 a killed build resumes at the last committed chunk (any partial rows past the count are cut off on reopen).
@@ -35,6 +36,7 @@ import os
 import threading
 import time
 import warnings
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,8 +64,6 @@ OFFSETS_FILE = "texts.offsets.u64"
 COPY_FILES = {"bfloat16": "embeddings.bf16", "float16": "embeddings.f16", "int8": "embeddings.i8"}
 INT8_SCALE_FILE = "embeddings.i8.scale.f32"
 PROJ_BF16_FILE = "cand_proj.bf16"  # written with the bfloat16 copy: the screening scan reads only bf16
-ANN_FILE = "ann.faiss"
-ANN_META = "ann.json"
 PRECISIONS = ("fp32", "bf16")
 
 
@@ -464,8 +464,8 @@ class CandidateStore:
         out = dict(self.manifest)
         out["path"] = str(self.path)
         out["bytes"] = {p.name: p.stat().st_size for p in sorted(self.path.iterdir()) if p.is_file()}
-        meta = self.path / ANN_META
-        out["ann"] = json.loads(meta.read_text()) if meta.is_file() else None
+        out["ann"] = {kind: json.loads(_ann_paths(self, kind)[1].read_text()) for kind in PREFILTER_KINDS
+                      if _ann_paths(self, kind)[1].is_file()}
         return out
 
     # -- writing --------------------------------------------------------------------------------------
@@ -602,17 +602,18 @@ def discard_pending(store: CandidateStore) -> int:
         store.manifest["pending"] = None
         store._write_manifest()
         store._recover()
-    ann_meta = store.path / ANN_META
-    if ann_meta.is_file() and json.loads(ann_meta.read_text()).get("count", 0) > store.count:
-        (store.path / ANN_FILE).unlink(missing_ok=True)
-        ann_meta.unlink()
+    for kind in PREFILTER_KINDS:
+        meta_file = _ann_paths(store, kind)[1]
+        if meta_file.is_file() and json.loads(meta_file.read_text()).get("count", 0) > store.count:
+            for file in _ann_paths(store, kind):
+                file.unlink(missing_ok=True)
     return dropped
 
 
 def build_store(model: DSEModel, sentences: Sequence[str], path: str | os.PathLike[str], *,
                 ids: Sequence[str] | None = None, source: str = "", copies: Sequence[str] = ("bfloat16",),
                 chunk_size: int = 1024, batch_size: int = 32, show_progress_bar: bool = True,
-                ann: str | None = None) -> CandidateStore:
+                ann: str | None = None, ann_kinds: Sequence[str] = ("cosine",)) -> CandidateStore:
     """Create (or resume building) a store over ``sentences``; optionally build its ANN index too.
 
     Rerunning after an interruption continues from the last committed chunk; rerunning a finished build
@@ -638,8 +639,10 @@ def build_store(model: DSEModel, sentences: Sequence[str], path: str | os.PathLi
         store = CandidateStore.create(path, model, copies=copies)
         ingest(model, store, sentences, ids, source=source, chunk_size=chunk_size, batch_size=batch_size,
                show_progress_bar=show_progress_bar)
-    if ann and ann != "none" and not (path / ANN_FILE).is_file():
-        build_ann(store, ann, show_progress_bar=show_progress_bar)
+    if ann and ann != "none":
+        for kind in ann_kinds:
+            if not has_ann(store, kind):
+                build_ann(store, ann, kind=kind, model=model, show_progress_bar=show_progress_bar)
     return store
 
 
@@ -676,14 +679,15 @@ class RankTimings:
 
 def _as_queries(model: DSEModel, query: str | Sequence[str] | np.ndarray, batch_size: int) -> tuple[np.ndarray, bool]:
     if isinstance(query, str):
-        return np.asarray(model.encode([query], batch_size=batch_size), dtype=np.float32), True
+        return np.asarray(model.encode([query], batch_size=batch_size, show_progress_bar=False),
+                          dtype=np.float32), True
     if isinstance(query, np.ndarray | Tensor):
         arr = np.asarray(query, dtype=np.float32)
         return (arr[None, :], True) if arr.ndim == 1 else (arr, False)
     texts = list(query)
     if not texts:
         raise ValueError("no queries given")
-    return np.asarray(model.encode(texts, batch_size=batch_size), dtype=np.float32), False
+    return np.asarray(model.encode(texts, batch_size=batch_size, show_progress_bar=False), dtype=np.float32), False
 
 
 def _merge_topk(best_key: Tensor, best_idx: Tensor, key: Tensor, offset: int, k: int) -> tuple[Tensor, Tensor]:
@@ -748,8 +752,25 @@ def rescore(scorer: HeadScorer, store: CandidateStore, u: np.ndarray, rows: np.n
     return keys, out_rows, out_logits
 
 
+def screen_rows(scorer: HeadScorer, store: CandidateStore, u: np.ndarray, rows: np.ndarray, k: int, *, kind: str,
+                label: int = 0) -> np.ndarray:
+    """The ``k`` best of candidate ``rows [Q, M]`` by a bf16 head pass (for a cheaper exact rescoring after)."""
+    out = np.full((len(u), k), -1, dtype=np.int64)
+    for q in range(len(u)):
+        valid = np.unique(rows[q][rows[q] >= 0])
+        if not len(valid):
+            continue
+        emb, proj = store.rows(valid)
+        logits = scorer.block_logits(torch.from_numpy(u[q:q + 1]), torch.from_numpy(emb), torch.from_numpy(proj),
+                                     "bf16")[0]
+        top = torch.topk(_ranking_key(logits, kind, label), min(k, len(valid))).indices.numpy()
+        out[q, :len(top)] = valid[top]
+    return out
+
+
 def rank(model: DSEModel, query: str | Sequence[str] | np.ndarray, store: CandidateStore | str | os.PathLike[str],
-         top_k: int = 10, *, prefilter: int | None = None, nprobe: int | None = None, precision: str = "fp32",
+         top_k: int = 10, *, prefilter: int | None = None, prefilter_kind: str = "auto",
+         nprobe: int | None = None, precision: str = "fp32",
          label: int | str | None = None, shortlist: int | None = None, block_rows: int = 4096,
          batch_size: int = 32, timings: RankTimings | None = None,
          ann: AnnIndex | None = None) -> list[Hit] | list[list[Hit]]:
@@ -758,8 +779,11 @@ def rank(model: DSEModel, query: str | Sequence[str] | np.ndarray, store: Candid
     ``query``: one sentence (returns a list of hits), a list of sentences or an embedding matrix (returns
     one list per query). Exact by default: every candidate is scored in fp32. ``precision="bf16"`` screens
     all candidates with bfloat16 GEMMs and rescores a shortlist (``shortlist``, default ``max(4 top_k, 64)``)
-    exactly. ``prefilter=M`` takes the top ``M`` by cosine from the store's FAISS index instead and
-    rescores those exactly (approximate: see :func:`ann_recall`). Scores are P(positive) for binary tasks,
+    exactly. ``prefilter=M`` takes the top ``M`` from the store's FAISS index instead (``prefilter_kind``:
+    ``cosine``, ``head`` for the head surrogate, see :class:`HeadSurrogate`, or ``auto``: head if the store
+    has that index, else cosine) and re-ranks those with the
+    exact head (approximate overall: see :func:`ann_recall`); with ``precision="bf16"`` the ``M`` are
+    screened in bf16 first and only the shortlist is rescored in fp32. Scores are P(positive) for binary tasks,
     the value for regression, and the probability of class ``label`` for multiclass tasks.
     """
     timings = timings if timings is not None else RankTimings()
@@ -778,10 +802,15 @@ def rank(model: DSEModel, query: str | Sequence[str] | np.ndarray, store: Candid
     if store.count == 0:
         return [] if single else [[] for _ in range(len(u))]
     if prefilter is not None:
-        index = ann or load_ann(store)
+        if ann is None and prefilter_kind == "auto":
+            prefilter_kind = "head" if has_ann(store, "head") else "cosine"
+        index = ann or load_ann(store, prefilter_kind)
         cand = index.search(u, prefilter, nprobe=nprobe)
         t2 = time.perf_counter()
         timings.prefilter += t2 - t1
+        short = shortlist or max(4 * top_k, 64)
+        if precision == "bf16" and prefilter > short:
+            cand = screen_rows(scorer, store, u, cand, short, kind=kind, label=lab)
         keys, rows, logits = rescore(scorer, store, u, cand, top_k, kind=kind, label=lab)
         timings.rescore += time.perf_counter() - t2
     elif precision == "bf16":
@@ -816,17 +845,17 @@ def rank(model: DSEModel, query: str | Sequence[str] | np.ndarray, store: Candid
     return results[0] if single else results
 
 
-_SCORERS: dict[int, tuple[Any, HeadScorer]] = {}
+_SCORERS: weakref.WeakKeyDictionary[Any, tuple[Any, HeadScorer]] = weakref.WeakKeyDictionary()
 
 
 def _scorer_for(model: DSEModel) -> HeadScorer:
-    """A cached :class:`HeadScorer` for the model's current head weights."""
+    """A cached :class:`HeadScorer` for the model's current head weights (rebuilt after any weight change)."""
     key = tuple((p.data_ptr(), p._version) for p in model.head.parameters())
-    hit = _SCORERS.get(id(model))
+    hit = _SCORERS.get(model)
     if hit is not None and hit[0] == key:
         return hit[1]
     scorer = HeadScorer(model.head)
-    _SCORERS[id(model)] = (key, scorer)
+    _SCORERS[model] = (key, scorer)
     return scorer
 
 
@@ -834,12 +863,14 @@ def _scorer_for(model: DSEModel) -> HeadScorer:
 # ANN prefilter (FAISS)
 # --------------------------------------------------------------------------------------------------
 
+PREFILTER_KINDS = ("cosine", "head")
+
 
 def auto_factory(n: int) -> str:
-    """Exact inner product up to 50k rows; IVF with 8-bit scalar quantisation above."""
+    """Exact inner product up to 50k rows; IVF (about sqrt(N) lists) with 8-bit scalar quantisation above."""
     if n <= 50_000:
         return "Flat"
-    nlist = int(2 ** round(math.log2(max(64.0, min(4096.0, 1.0 * math.sqrt(n))))))
+    nlist = int(2 ** round(math.log2(max(64.0, min(4096.0, math.sqrt(n))))))
     return f"IVF{nlist},SQ8"
 
 
@@ -850,12 +881,118 @@ def _normalised(x: np.ndarray) -> np.ndarray:
     return x / norms
 
 
-class AnnIndex:
-    """A FAISS inner-product index over the store's L2-normalised embeddings (cosine similarity)."""
+@dataclass
+class HeadSurrogate:
+    """A linear stand-in for the head, so that a plain inner-product index can prefilter by head score.
 
-    def __init__(self, index: Any, meta: dict[str, Any]) -> None:
+    With each hidden unit replaced by its activation rate ``m_h`` on high-scoring pairs (ReLU -> constant gate)
+    and ``|x| ~ x^2 / (2 tau) + tau / 2`` per dimension, the logit becomes ``const(u) + D(v) + g(u) . v``:
+    an inner product of ``phi(v) = [v, D(v)]`` with ``psi(u) = [g(u), 1]``. Unlike cosine, this keeps the
+    head's candidate-only preferences (``D``) and its per-dimension weighting. An IVF index stores
+    ``[phi, sqrt(R^2 - |phi|^2)]`` (every candidate on one sphere: the usual maximum-inner-product ->
+    nearest-neighbour transform) and searches ``[psi, 0]``: lists are built and probed by L2 on the sphere
+    (balanced lists), and scanned by inner product, where the extra coordinate meets the query's 0, so its
+    8-bit code costs no precision. Only the prefilter uses the surrogate; returned scores come from the exact head.
+    """
+
+    r: np.ndarray  # [h] output weight x activation rate
+    w3r: np.ndarray  # [d] r @ W3
+    omega: np.ndarray  # [d] r @ (-2 W4)
+    tau: np.ndarray  # [d] typical |u_j - v_j|
+    radius: float = 0.0  # R (IVF only): the largest |phi(v)| when the index was built, with headroom
+
+    def phi(self, emb: np.ndarray, proj: np.ndarray) -> np.ndarray:
+        emb = np.asarray(emb, dtype=np.float32)
+        d = np.asarray(proj, dtype=np.float32) @ self.r - (emb * emb) @ (self.omega / (4.0 * self.tau))
+        return np.concatenate([emb, d[:, None].astype(np.float32)], axis=1)
+
+    def candidate_vectors(self, emb: np.ndarray, proj: np.ndarray) -> np.ndarray:
+        """``phi`` (Flat index), or ``[phi, sqrt(R^2 - |phi|^2)]`` once a radius is set (IVF index)."""
+        phi = self.phi(emb, proj)
+        return self.augment(phi) if self.radius > 0 else phi
+
+    def augment(self, phi: np.ndarray) -> np.ndarray:
+        """``[phi, sqrt(R^2 - |phi|^2)]``: every candidate on the sphere of radius R."""
+        extra = np.sqrt(np.maximum(self.radius ** 2 - (phi.astype(np.float64) ** 2).sum(1), 0.0))
+        return np.concatenate([phi, extra[:, None].astype(np.float32)], axis=1)
+
+    def query_vectors(self, u: np.ndarray) -> np.ndarray:
+        u = np.asarray(u, dtype=np.float32)
+        g = u * self.w3r + 0.5 * self.omega * (1.0 + u / self.tau)
+        pad = np.zeros((len(u), 2 if self.radius > 0 else 1), dtype=np.float32)
+        pad[:, 0] = 1.0
+        return np.concatenate([g, pad], axis=1).astype(np.float32)
+
+    def save(self, path: Path) -> None:
+        tmp = path.with_name(f".{path.name}.tmp.npz")
+        np.savez(tmp, r=self.r, w3r=self.w3r, omega=self.omega, tau=self.tau, radius=np.float64(self.radius))
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: Path) -> HeadSurrogate:
+        with np.load(path) as data:
+            return cls(**{k: data[k] for k in ("r", "w3r", "omega", "tau")}, radius=float(data["radius"]))
+
+
+@torch.inference_mode()
+def fit_surrogate(scorer: HeadScorer, store: CandidateStore, *, kind: str = "binary", label: int = 0,
+                  queries: int = 32, candidates: int = 2048, top_fraction: float = 0.05,
+                  seed: int = 0) -> HeadSurrogate:
+    """Fit :class:`HeadSurrogate` on store rows used as sample queries against a sample of candidates."""
+    rng = np.random.default_rng(seed)
+    n = store.count
+    q_rows = np.sort(rng.choice(n, size=min(n, queries), replace=False))
+    c_rows = np.sort(rng.choice(n, size=min(n, candidates), replace=False))
+    u, _ = store.rows(q_rows)
+    v, proj = store.rows(c_rows)
+    ut, vt, pt = torch.from_numpy(u), torch.from_numpy(v), torch.from_numpy(proj)
+    a = ut @ scorer.q_lin_t
+    active = torch.zeros(scorer.hidden)
+    weights = torch.zeros(scorer.outputs)
+    tau = torch.zeros(scorer.dim)
+    counted = 0
+    for q in range(len(u)):
+        z = pt + a[q] + vt @ (scorer.w3 * ut[q]).t() + torch.minimum(vt, ut[q]) @ scorer.w4n_t
+        logits = torch.addmm(scorer.out_b, z.clamp_min(0.0), scorer.out_w_t)
+        key = _ranking_key(logits, kind, label)
+        top = torch.topk(key, max(1, int(top_fraction * len(key)))).indices
+        active += (z[top] > 0).float().sum(0)
+        if kind == "multiclass":
+            weights += torch.softmax(logits[top], dim=-1).sum(0)
+        counted += len(top)
+        tau += (vt - ut[q]).abs().mean(0)
+    rate = active / max(counted, 1)
+    out_w = scorer.out_w_t  # h x k
+    if kind == "multiclass":  # d log p_c = d logit_c - sum_k p_k d logit_k
+        p = weights / max(counted, 1)
+        o = out_w[:, label] - out_w @ p
+    else:
+        o = out_w[:, 0]
+    r = (o * rate).float()
+    tau = (tau / len(u)).clamp_min(1e-4)
+    return HeadSurrogate(r=r.numpy(), w3r=(r @ scorer.w3).numpy(), omega=(r @ scorer.w4n_t.t()).numpy(),
+                         tau=tau.numpy())
+
+
+def _ann_paths(store: CandidateStore, kind: str) -> tuple[Path, Path, Path]:
+    if kind not in PREFILTER_KINDS:
+        raise ValueError(f"prefilter kind must be one of {PREFILTER_KINDS}, got {kind!r}")
+    stem = "ann" if kind == "cosine" else f"ann-{kind}"
+    return store.path / f"{stem}.faiss", store.path / f"{stem}.json", store.path / f"{stem}.surrogate.npz"
+
+
+class AnnIndex:
+    """A FAISS inner-product index over the store: ``cosine`` (normalised embeddings) or ``head`` (surrogate)."""
+
+    def __init__(self, index: Any, meta: dict[str, Any], surrogate: HeadSurrogate | None = None) -> None:
         self.index = index
         self.meta = meta
+        self.surrogate = surrogate
+        self._lock = threading.Lock()
+
+    @property
+    def kind(self) -> str:
+        return str(self.meta.get("kind", "cosine"))
 
     @property
     def count(self) -> int:
@@ -869,65 +1006,138 @@ class AnnIndex:
         if ef_search is not None and "HNSW" in self.meta["factory"]:
             faiss.downcast_index(self.index).hnsw.efSearch = int(ef_search)
 
+    def vectors(self, emb: np.ndarray, proj: np.ndarray | None = None) -> np.ndarray:
+        """What the index stores for candidate rows."""
+        if self.kind == "cosine":
+            return _normalised(emb)
+        assert self.surrogate is not None and proj is not None
+        return self.surrogate.candidate_vectors(emb, proj)
+
+    def add_rows(self, emb: np.ndarray, proj: np.ndarray) -> None:
+        """Append candidate rows."""
+        self.index.add(np.ascontiguousarray(self.vectors(emb, proj), dtype=np.float32))
+
     def search(self, u: np.ndarray, m: int, nprobe: int | None = None) -> np.ndarray:
-        """Row ids ``[Q, m]`` of the top-``m`` candidates by cosine (-1 where fewer exist)."""
+        """Row ids ``[Q, m]`` of the top-``m`` candidates (-1 where fewer exist)."""
         if m < 1:
             raise ValueError("prefilter size must be >= 1")
-        if nprobe is not None:
-            self.set_params(nprobe=nprobe)
-        _, idx = self.index.search(_normalised(u), int(m))
+        query = _normalised(u) if self.kind == "cosine" else self.surrogate.query_vectors(u)  # type: ignore[union-attr]
+        with self._lock:  # nprobe is index state: keep concurrent searches from changing it under each other
+            if nprobe is not None:
+                self.set_params(nprobe=nprobe)
+            _, idx = self.index.search(np.ascontiguousarray(query, dtype=np.float32), int(m))
+            if nprobe is not None:
+                self.set_params(nprobe=self.meta.get("nprobe"))
         return idx.astype(np.int64)
 
     def save(self, store: CandidateStore) -> None:
         import faiss
 
-        tmp = store.path / f".{ANN_FILE}.tmp"
+        file, meta_file, sur_file = _ann_paths(store, self.kind)
+        tmp = file.with_name(f".{file.name}.tmp")
         faiss.write_index(self.index, str(tmp))
-        os.replace(tmp, store.path / ANN_FILE)
+        if self.surrogate is not None:
+            self.surrogate.save(sur_file)
+        os.replace(tmp, file)
         self.meta["count"] = self.count
-        atomic_write_json(store.path / ANN_META, self.meta)
+        atomic_write_json(meta_file, self.meta)
 
 
-def build_ann(store: CandidateStore, factory: str = "auto", *, nprobe: int | None = None, train_size: int = 50_000,
+def build_ann(store: CandidateStore, factory: str = "auto", *, kind: str = "cosine", model: DSEModel | None = None,
+              nprobe: int | None = None, label: int | str | None = None, train_size: int = 50_000,
               chunk_rows: int = 65_536, seed: int = 0, show_progress_bar: bool = True) -> AnnIndex:
-    """Build and save a FAISS index over the store (``factory``: ``auto``, ``Flat``, ``IVF1024,SQ8``, ``HNSW32``...)."""
+    """Build and save a FAISS index over the store.
+
+    ``factory``: ``auto``, ``Flat``, ``IVF1024,SQ8``, ``IVF1024,Flat``, ``HNSW32``... ``kind="cosine"`` indexes
+    the normalised embeddings; ``kind="head"`` the :class:`HeadSurrogate` vectors (needs ``model``).
+    """
     import faiss
 
     n = store.count
     if n == 0:
         raise StoreError("the store is empty")
     factory = auto_factory(n) if factory == "auto" else factory
-    index = faiss.index_factory(store.dim, factory, faiss.METRIC_INNER_PRODUCT)
     start = time.perf_counter()
-    if not index.is_trained:
-        rng = np.random.default_rng(seed)
-        sample = np.sort(rng.choice(n, size=min(n, train_size), replace=False))
-        index.train(_normalised(store.embeddings()[sample]))
-    for lo in tqdm(range(0, n, chunk_rows), desc="ANN index", unit="chunk", disable=not show_progress_bar):
-        index.add(_normalised(store.embeddings(lo, min(n, lo + chunk_rows))))
-    meta = {"factory": factory, "metric": "inner_product", "normalised": True, "dim": store.dim,
-            "model_fingerprint": store.fingerprint, "build_seconds": round(time.perf_counter() - start, 3),
-            "nprobe": nprobe or (min(64, max(8, int(factory.split(",")[0][3:]) // 32)) if factory.startswith("IVF")
-                                 else None)}
-    ann = AnnIndex(index, meta)
-    ann.set_params(nprobe=meta["nprobe"], ef_search=meta.get("ef_search"))
+    surrogate = None
+    lab = 0
+    if kind == "head":
+        if model is None:
+            raise ValueError("a head prefilter index needs the model")
+        store.check_model(model)
+        lab = resolve_label(model.task, label)
+        surrogate = fit_surrogate(_scorer_for(model), store, kind=model.task.kind, label=lab, seed=seed)
+    elif kind != "cosine":
+        raise ValueError(f"prefilter kind must be one of {PREFILTER_KINDS}, got {kind!r}")
+    nlist = int(factory.split(",")[0][3:]) if factory.startswith("IVF") else 0
+    if surrogate is not None and nlist:  # the sphere radius for the MIPS -> nearest-neighbour transform
+        top = 0.0
+        for lo in range(0, n, chunk_rows):
+            hi = min(n, lo + chunk_rows)
+            phi = surrogate.phi(np.asarray(store.embeddings(lo, hi)), np.asarray(store.cand_proj(lo, hi)))
+            top = max(top, float(np.sqrt((phi.astype(np.float64) ** 2).sum(1).max())))
+        surrogate.radius = 1.05 * top  # headroom for rows added later
+    dim = store.dim + ((2 if nlist else 1) if kind == "head" else 0)
+    meta: dict[str, Any] = {"kind": kind, "factory": factory, "dim": dim, "model_fingerprint": store.fingerprint,
+                            "metric": "inner_product", "label": lab}
+    if nlist:
+        meta["nprobe"] = nprobe or min(128, max(8, nlist // 32))
+    rng = np.random.default_rng(seed)
+    if nlist:  # ~40 points per list is enough for k-means
+        train_size = min(train_size, max(40 * nlist, 10_000))
+    sample = np.sort(rng.choice(n, size=min(n, train_size), replace=False))
+    if kind == "head" and nlist:
+        # lists built and probed by L2 on the sphere, scanned by inner product (see HeadSurrogate)
+        codec = factory.split(",", 1)[1] if "," in factory else "Flat"
+        quantizer = faiss.IndexFlatL2(dim)
+        qtypes = {"SQ8": faiss.ScalarQuantizer.QT_8bit, "SQfp16": faiss.ScalarQuantizer.QT_fp16,
+                  "SQ4": faiss.ScalarQuantizer.QT_4bit}
+        if codec == "Flat":
+            index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        elif codec in qtypes:
+            index = faiss.IndexIVFScalarQuantizer(quantizer, dim, nlist, qtypes[codec], faiss.METRIC_INNER_PRODUCT)
+        else:
+            raise ValueError(f"the head prefilter supports Flat and IVF<n>,{{Flat,SQ8,SQfp16,SQ4}}, not {factory!r}")
+        index.own_fields = True
+        quantizer.this.disown()
+        index.cp.niter = 10
+        ann = AnnIndex(index, meta, surrogate)
+    else:
+        if kind == "head" and factory != "Flat":
+            raise ValueError(f"the head prefilter supports Flat and IVF indexes, not {factory!r}")
+        ann = AnnIndex(faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT), meta, surrogate)
+        if nlist:
+            faiss.extract_index_ivf(ann.index).cp.niter = 10
+    if not ann.index.is_trained:
+        emb, proj = store.rows(sample)
+        ann.index.train(np.ascontiguousarray(ann.vectors(emb, proj), dtype=np.float32))
+    for lo in tqdm(range(0, n, chunk_rows), desc=f"ANN index ({kind})", unit="chunk", disable=not show_progress_bar):
+        hi = min(n, lo + chunk_rows)
+        ann.add_rows(np.asarray(store.embeddings(lo, hi)), np.asarray(store.cand_proj(lo, hi)))
+    meta["build_seconds"] = round(time.perf_counter() - start, 3)
+    ann.set_params(nprobe=meta.get("nprobe"))
     ann.save(store)
     return ann
 
 
-def load_ann(store: CandidateStore) -> AnnIndex:
-    """The store's saved FAISS index (brought up to date with rows added since it was built)."""
+def has_ann(store: CandidateStore, kind: str = "cosine") -> bool:
+    return _ann_paths(store, kind)[0].is_file()
+
+
+def load_ann(store: CandidateStore, kind: str = "cosine") -> AnnIndex:
+    """The store's saved FAISS index of ``kind`` (brought up to date with rows added since it was built)."""
     import faiss
 
-    file = store.path / ANN_FILE
+    file, meta_file, sur_file = _ann_paths(store, kind)
     if not file.is_file():
-        raise StoreError(f"{store.path} has no ANN index; build one with `dsembed index ann` (or --ann at build)")
-    meta = json.loads((store.path / ANN_META).read_text())
+        raise StoreError(f"{store.path} has no {kind} ANN index; build one with `dsembed index ann` "
+                         "(or --ann at build time)")
+    meta = json.loads(meta_file.read_text())
     if meta.get("model_fingerprint") != store.fingerprint:
         raise ModelMismatchError(f"the ANN index in {store.path} belongs to another model; rebuild it")
-    ann = AnnIndex(faiss.read_index(str(file)), meta)
+    surrogate = HeadSurrogate.load(sur_file) if kind == "head" else None
+    ann = AnnIndex(faiss.read_index(str(file)), meta, surrogate)
     if ann.count > store.count:
-        raise StoreError(f"the ANN index in {store.path} has more rows than the store; rebuild it")
+        raise StoreError(f"the {kind} ANN index in {store.path} has more rows than the store; rebuild it")
     if ann.count < store.count:
         _extend_ann(store, ann)
     ann.set_params(nprobe=meta.get("nprobe"), ef_search=meta.get("ef_search"))
@@ -936,30 +1146,39 @@ def load_ann(store: CandidateStore) -> AnnIndex:
 
 def _extend_ann(store: CandidateStore, ann: AnnIndex, chunk_rows: int = 65_536) -> None:
     for lo in range(ann.count, store.count, chunk_rows):
-        ann.index.add(_normalised(store.embeddings(lo, min(store.count, lo + chunk_rows))))
+        hi = min(store.count, lo + chunk_rows)
+        ann.add_rows(np.asarray(store.embeddings(lo, hi)), np.asarray(store.cand_proj(lo, hi)))
     ann.save(store)
 
 
 def _sync_ann(store: CandidateStore) -> None:
-    if (store.path / ANN_FILE).is_file():
-        load_ann(store)  # adds the new rows and saves
+    for kind in PREFILTER_KINDS:
+        if has_ann(store, kind):
+            load_ann(store, kind)  # adds the new rows and saves
+
+
+def _drop_ann(store: CandidateStore) -> None:
+    for kind in PREFILTER_KINDS:
+        for file in _ann_paths(store, kind):
+            file.unlink(missing_ok=True)
 
 
 def ann_recall(model: DSEModel, store: CandidateStore, queries: str | Sequence[str] | np.ndarray, *,
-               top_k: int = 10, prefilters: Sequence[int] = (50, 100, 200, 500, 1000),
-               nprobe: int | None = None, label: int | str | None = None,
+               top_k: int = 10, prefilters: Sequence[int] = (50, 100, 200, 500, 1000), kind: str = "cosine",
+               nprobe: int | None = None, label: int | str | None = None, precision: str = "fp32",
                exact: list[list[Hit]] | None = None) -> dict[int, dict[str, float]]:
     """recall@``top_k`` of ANN prefilter + exact re-rank against the exact head ranking, per prefilter size."""
     u, _ = _as_queries(model, queries, 32)
     exact = exact if exact is not None else rank(model, u, store, top_k, label=label)
-    ann = load_ann(store)
+    ann = load_ann(store, kind)
     out: dict[int, dict[str, float]] = {}
     for m in prefilters:
         times = []
         hits = 0
         for q in range(len(u)):
             t0 = time.perf_counter()
-            got = rank(model, u[q], store, top_k, prefilter=m, nprobe=nprobe, label=label, ann=ann)
+            got = rank(model, u[q], store, top_k, prefilter=m, nprobe=nprobe, label=label, ann=ann,
+                       precision=precision)
             times.append(time.perf_counter() - t0)
             hits += len({h.row for h in got} & {h.row for h in exact[q]})
         total = sum(min(top_k, len(e)) for e in exact)
@@ -1049,5 +1268,5 @@ def all_pairs_matrix(model: DSEModel, sentences: Sequence[str] | np.ndarray, *, 
 def describe_store_request(store: CandidateStore) -> dict[str, Any]:
     """A short summary for logs and the server's /health."""
     return {"path": str(store.path), "count": store.count, "dim": store.dim, "hidden": store.hidden,
-            "copies": store.copies, "ann": (store.path / ANN_FILE).is_file(),
+            "copies": store.copies, "ann": [kind for kind in PREFILTER_KINDS if has_ann(store, kind)],
             "fingerprint": store.fingerprint[:12]}

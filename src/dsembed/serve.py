@@ -103,11 +103,11 @@ def create_app(model: "DSEModel", store: "CandidateStore | str | Path | None" = 
     from fastapi import FastAPI, HTTPException
     from pydantic import BaseModel, Field, field_validator
 
-    from .retrieval import ANN_FILE, StoreError, load_ann, open_store, rank, resolve_label
+    from .retrieval import PREFILTER_KINDS, StoreError, has_ann, load_ann, open_store, rank, resolve_label
 
     limits = limits or ServeLimits()
     opened = open_store(store, model) if store is not None else None
-    ann = load_ann(opened) if opened is not None and (opened.path / ANN_FILE).is_file() else None
+    anns = {} if opened is None else {k: load_ann(opened, k) for k in PREFILTER_KINDS if has_ann(opened, k)}
     encode_lock = threading.Lock()
     model.eval()
 
@@ -145,6 +145,7 @@ def create_app(model: "DSEModel", store: "CandidateStore | str | Path | None" = 
         queries: list[str] | None = Field(default=None, min_length=1, max_length=limits.max_queries)
         top_k: int = Field(default=10, ge=1, le=limits.max_top_k)
         prefilter: int | None = Field(default=None, ge=1, le=limits.max_prefilter)
+        prefilter_kind: str = Field(default="auto", pattern="^(auto|cosine|head)$")
         nprobe: int | None = Field(default=None, ge=1, le=65536)
         precision: str = Field(default="fp32", pattern="^(fp32|bf16)$")
         label: int | str | None = None
@@ -166,7 +167,7 @@ def create_app(model: "DSEModel", store: "CandidateStore | str | Path | None" = 
     @app.get("/health")
     def health() -> dict[str, Any]:
         return {"status": "ok", "task": model.task.name, "kind": model.task.kind, "dim": model.embedding_dim,
-                "store": None if opened is None else {"count": opened.count, "ann": ann is not None},
+                "store": None if opened is None else {"count": opened.count, "ann": sorted(anns)},
                 "limits": limits.__dict__}
 
     @app.post("/encode")
@@ -195,8 +196,10 @@ def create_app(model: "DSEModel", store: "CandidateStore | str | Path | None" = 
             raise HTTPException(status_code=409, detail="this server has no candidate store (start it with --store)")
         if (req.query is None) == (req.queries is None):
             raise HTTPException(status_code=422, detail="give exactly one of 'query' or 'queries'")
-        if req.prefilter is not None and ann is None:
-            raise HTTPException(status_code=409, detail="the store has no ANN index; search without 'prefilter'")
+        kind = req.prefilter_kind if req.prefilter_kind != "auto" else ("head" if "head" in anns else "cosine")
+        if req.prefilter is not None and kind not in anns:
+            raise HTTPException(status_code=409, detail=f"the store has no {kind} ANN index; search "
+                                "without 'prefilter' or build one (`dsembed index ann`)")
         try:
             resolve_label(model.task, req.label)
         except ValueError as exc:
@@ -206,7 +209,8 @@ def create_app(model: "DSEModel", store: "CandidateStore | str | Path | None" = 
         u = encode(texts)
         try:
             results = rank(model, u, opened, req.top_k, prefilter=req.prefilter, nprobe=req.nprobe,
-                           precision=req.precision, label=req.label, ann=ann)
+                           precision=req.precision, label=req.label,
+                           ann=anns.get(kind) if req.prefilter is not None else None)
         except StoreError as exc:
             raise HTTPException(status_code=409, detail=str(exc)) from None
         elapsed = time.perf_counter() - start
