@@ -41,7 +41,8 @@ def pipeline_section(kind: str, records: list[dict[str, Any]]) -> list[str]:
         lines += [f"### {task.upper()} ({rec['train_pairs']} train pairs, {rec['dev_pairs']} dev pairs)", ""]
         lines.append("| model | " + " | ".join(metrics) + f" | rel. degradation of {main} vs teacher (%) |")
         lines.append("|---|" + "---:|" * (len(metrics) + 1))
-        for name, values in rec["results"].items():
+        ordered = sorted(rec["results"].items(), key=lambda kv: list(NAMES).index(kv[0]) if kv[0] in NAMES else 99)
+        for name, values in ordered:
             deg = rec["relative_degradation_pct"].get(name)
             lines.append(f"| {NAMES.get(name, name)} | " + " | ".join(_fmt(values.get(m)) for m in metrics)
                          + f" | {_fmt(deg, signed=True)} |")

@@ -253,7 +253,7 @@ def test_head_surrogate_prefilter(model, store: CandidateStore, workdir: Path) -
     shutil.copytree(store.path, path)
     st = open_store(path, model)
     ann = build_ann(st, "Flat", kind="head", model=model, show_progress_bar=False)
-    assert ann.meta["kind"] == "head" and ann.meta["dim"] == model.embedding_dim + 1
+    assert ann.meta["kind"] == "head" and ann.meta["dim"] == 80  # d + 1, padded to a multiple of 16
     # the index's inner product is the linearised head up to a per-query constant
     scorer = HeadScorer(model.head)
     sur = fit_surrogate(scorer, st)
@@ -266,7 +266,7 @@ def test_head_surrogate_prefilter(model, store: CandidateStore, workdir: Path) -
     # MIPS -> NN: on the augmented sphere the L2 order is the inner-product order
     sur.radius = 1.05 * float(np.linalg.norm(sur.phi(emb, proj), axis=1).max())
     query = sur.query_vectors(u)
-    assert query.shape[1] == model.embedding_dim + 2 and query[0, -1] == 0.0
+    assert query.shape[1] == 80 and query[0, model.embedding_dim] == 1.0 and not query[0, -15:].any()
     dist = ((sur.candidate_vectors(emb, proj) - query) ** 2).sum(1)
     assert np.argsort(dist, kind="stable")[:10].tolist() == np.argsort(-ip, kind="stable")[:10].tolist()
     exact = rank(model, QUERIES, st, top_k=10)
@@ -291,7 +291,7 @@ def test_ivf_index(model, store: CandidateStore, workdir: Path) -> None:  # noqa
     for q, e in zip(QUERIES, exact, strict=True):  # all lists probed, M = N: the exact ranking
         assert [h.row for h in rank(model, q, st, 10, prefilter=150, nprobe=4)] == [h.row for h in e][:10]
     head = build_ann(st, "IVF4,SQ8", kind="head", model=model, nprobe=4, show_progress_bar=False)
-    assert head.surrogate is not None and head.surrogate.radius > 0 and head.meta["dim"] == model.embedding_dim + 2
+    assert head.surrogate is not None and head.surrogate.radius > 0 and head.meta["dim"] == 80
     sizes = [faiss_list_size(head.index, i) for i in range(4)]
     assert sum(sizes) == 150
     for q, e in zip(QUERIES, exact, strict=True):

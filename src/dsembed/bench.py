@@ -43,6 +43,7 @@ from .retrieval import (
     model_fingerprint,
     open_store,
     rank,
+    sentences_fingerprint,
 )
 from .utils import atomic_write_json, cache_dir
 
@@ -136,9 +137,11 @@ def synthetic_rows(real: np.ndarray, start: int, count: int, seed: int) -> tuple
 def make_store(path: Path, model: Any, real: CandidateStore, n: int, seed: int, copies: tuple[str, ...],
                show_progress_bar: bool) -> tuple[CandidateStore, int, float]:
     """A store of the first ``n`` real rows, extended synthetically past the real count; (store, synthetic, s)."""
+    source = f"bench: first {min(n, real.count)} rows of {real.path.name}, synthetic rows seed {seed}"
     if (path / "manifest.json").is_file():
         store = open_store(path)
-        if store.count == n and store.fingerprint == real.fingerprint and not store.manifest.get("pending"):
+        done = [x.get("source") for x in store.manifest.get("sources", [])]
+        if store.count == n and store.fingerprint == real.fingerprint and done == [source]:
             return store, max(0, n - real.count), 0.0
         shutil.rmtree(path)
     start = time.perf_counter()
@@ -160,6 +163,8 @@ def make_store(path: Path, model: Any, real: CandidateStore, n: int, seed: int, 
             store.append(emb, texts, ids, scorer)
             bar.update(hi - lo)
     bar.close()
+    store.manifest["sources"] = [{"source": source, "sha256": "", "start": 0, "count": n}]
+    store._write_manifest()
     return store, n - n_real, time.perf_counter() - start
 
 
@@ -277,6 +282,7 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
         "config": asdict(cfg),
         "load_average_start": list(os.getloadavg()),
         "threads": {"torch": torch.get_num_threads(), "faiss": faiss.omp_get_max_threads()},
+        "faiss_version": faiss.__version__,
         "notes": [],
     }
     notes: list[str] = record["notes"]
@@ -302,7 +308,7 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     head = min(min(cfg.sizes), n_real)
     perm = rng.permutation(head)  # the paraphrase targets land at random places within the smallest store
     real_texts = [real_texts[i] for i in perm] + real_texts[head:]
-    tag = f"real-{model_fingerprint(model)[:12]}-{n_real}-{cfg.seed}"
+    tag = f"real-{model_fingerprint(model)[:12]}-{sentences_fingerprint(real_texts, None)[:12]}"
     t0 = time.perf_counter()
     real_store = build_store(model, real_texts, work / tag, source=f"GLUE sentences ({glue})", copies=(),
                              chunk_size=1024, batch_size=cfg.encode_batch_size, show_progress_bar=cfg.show_progress_bar)
@@ -565,6 +571,10 @@ def plot_speed(record: dict[str, Any], path: str | Path) -> Path:
         if xs:
             ax2.plot(xs, ys, "s-", color=colour, label=label)
     ax2.axhline(1000, color="grey", ls=":", label="1000x")
+    if measured:
+        ax2.axvline(measured[-1][0], color="black", ls="--", lw=0.8)
+        ax2.annotate("teacher extrapolated ->", (measured[-1][0], 1000), fontsize=7, textcoords="offset points",
+                     xytext=(4, 6))
     ax2.set_xscale("log")
     ax2.set_yscale("log")
     ax2.set_xlabel("candidates N")
@@ -632,3 +642,69 @@ def main(argv: list[str] | None = None) -> None:  # pragma: no cover - `python -
 
 if __name__ == "__main__":  # pragma: no cover
     main()
+
+
+def render_markdown(record: dict[str, Any], source: str = "results/speed/speed.json") -> str:
+    """The RESULTS.md section for one speed record (every number comes from the record)."""
+
+    def ms(seconds: float | None) -> str:
+        if seconds is None:
+            return "–"
+        return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.2f} s"
+
+    env = record.get("environment", {})
+    cfg = record.get("config", {})
+    lines = [
+        f"Record `{source}` ({record.get('created', '?')}); command: `{env.get('command', '?')}`.",
+        "",
+        f"Machine: {env.get('platform', '?')}, {env.get('cpu_count', '?')} CPUs, torch threads "
+        f"{record.get('threads', {}).get('torch', '?')}, GPU: {env.get('cuda') or 'none'}; "
+        f"torch {env.get('torch')}, "
+        f"sentence-transformers {env.get('sentence_transformers')}. "
+        f"Student: `{record.get('student', {}).get('source')}`"
+        f" ({record.get('student', {}).get('embedding_dim')}-d, pooling {record.get('student', {}).get('pooling')}); "
+        f"teacher: `{record.get('teacher', {}).get('source')}`. Medians over {cfg.get('queries', '?')} queries, each "
+        "time including the query's encoding; all methods measured in the same run.",
+        "",
+    ]
+    lines += [f"- Note: {note}" for note in record.get("notes", [])]
+    if record.get("data", {}).get("synthetic"):
+        lines.append(f"- Candidates past the {record['data'].get('real_sentences_encoded')} real encoded sentences "
+                     f"are synthetic: {record['data']['synthetic']}")
+    lines += ["", "| N | teacher | exact head fp32 | exact head bf16 screen | ANN head prefilter + re-rank "
+              "| ANN cosine + re-rank | ST encode + cosine | speed-up exact fp32 / bf16 vs teacher |",
+              "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for n, size in sorted(record.get("sizes", {}).items(), key=lambda kv: int(kv[0])):
+        teacher = size.get("teacher", {})
+        t = ms(teacher.get("median_seconds")) + ("*" if teacher.get("extrapolated") else "")
+
+        def ann(kind: str, size: dict[str, Any] = size) -> str:
+            best = size.get("ann_rerank", {}).get(kind, {}).get("best_at_recall_0.95")
+            if not best:
+                return "no setting reached recall 0.95"
+            probe = f"nprobe {best['nprobe']}" if best.get('nprobe') else 'flat index'
+            return (f"{ms(best['median_seconds'])} (M={best.get('prefilter_m')}, {probe}, "
+                    f"recall@10 {best.get('recall_at_k', float('nan')):.2f})")
+
+        speed = size.get("speedup_over_teacher", {})
+        lines.append(
+            f"| {int(n):,} | {t} | {ms(size.get('exact_fp32', {}).get('median_seconds'))} | "
+            f"{ms(size.get('exact_bf16_screen', {}).get('median_seconds'))} | {ann('head')} | {ann('cosine')} | "
+            f"{ms(size.get('st_cosine', {}).get('median_seconds'))} | "
+            f"{speed.get('exact_fp32', float('nan')):,.0f}× / {speed.get('exact_bf16_screen', float('nan')):,.0f}× |")
+    lines.append("")
+    lines.append("\\* teacher time extrapolated linearly from its measured per-pair time (no text for synthetic rows).")
+    enc = record.get("encoding", {})
+    if enc:
+        lines += ["", f"Encoding throughput ({enc.get('sentences')} sentences, batch {enc.get('batch_size')}, "
+                  f"median of {enc.get('repeats')}): dsembed {enc.get('dsembed_sentences_per_s', 0):.1f} sentences/s, "
+                  f"sentence-transformers {enc.get('sentence_transformers_sentences_per_s', 0):.1f} sentences/s "
+                  f"(ratio {enc.get('ratio_dsembed_over_st', 0):.3f}; max abs embedding difference "
+                  f"{enc.get('max_abs_embedding_difference')})."]
+    targets = record.get("targets", [])
+    if targets:
+        lines += ["", "Targets:", ""]
+        lines += [f"- {'met' if t.get('met') else 'MISSED'}: {t.get('target')} — measured {t.get('measured'):.4g}"
+                  + (f" ({t['basis']})" if t.get("basis") else "") for t in targets]
+    lines += ["", "![speed vs N](results/speed/speed.png)"]
+    return "\n".join(lines)

@@ -906,10 +906,20 @@ class HeadSurrogate:
         d = np.asarray(proj, dtype=np.float32) @ self.r - (emb * emb) @ (self.omega / (4.0 * self.tau))
         return np.concatenate([emb, d[:, None].astype(np.float32)], axis=1)
 
+    @staticmethod
+    def width(columns: int) -> int:
+        """Index width: zero-padded to a multiple of 16 (FAISS's SIMD scalar-quantizer kernels need it)."""
+        return -(-columns // 16) * 16
+
+    @classmethod
+    def _pad(cls, x: np.ndarray) -> np.ndarray:
+        extra = cls.width(x.shape[1]) - x.shape[1]
+        return np.pad(x, ((0, 0), (0, extra))) if extra else x
+
     def candidate_vectors(self, emb: np.ndarray, proj: np.ndarray) -> np.ndarray:
-        """``phi`` (Flat index), or ``[phi, sqrt(R^2 - |phi|^2)]`` once a radius is set (IVF index)."""
+        """``phi`` (Flat index), or ``[phi, sqrt(R^2 - |phi|^2)]`` once a radius is set (IVF index); padded."""
         phi = self.phi(emb, proj)
-        return self.augment(phi) if self.radius > 0 else phi
+        return self._pad(self.augment(phi) if self.radius > 0 else phi)
 
     def augment(self, phi: np.ndarray) -> np.ndarray:
         """``[phi, sqrt(R^2 - |phi|^2)]``: every candidate on the sphere of radius R."""
@@ -921,7 +931,7 @@ class HeadSurrogate:
         g = u * self.w3r + 0.5 * self.omega * (1.0 + u / self.tau)
         pad = np.zeros((len(u), 2 if self.radius > 0 else 1), dtype=np.float32)
         pad[:, 0] = 1.0
-        return np.concatenate([g, pad], axis=1).astype(np.float32)
+        return self._pad(np.concatenate([g, pad], axis=1).astype(np.float32))
 
     def save(self, path: Path) -> None:
         tmp = path.with_name(f".{path.name}.tmp.npz")
@@ -1076,7 +1086,7 @@ def build_ann(store: CandidateStore, factory: str = "auto", *, kind: str = "cosi
             phi = surrogate.phi(np.asarray(store.embeddings(lo, hi)), np.asarray(store.cand_proj(lo, hi)))
             top = max(top, float(np.sqrt((phi.astype(np.float64) ** 2).sum(1).max())))
         surrogate.radius = 1.05 * top  # headroom for rows added later
-    dim = store.dim + ((2 if nlist else 1) if kind == "head" else 0)
+    dim = HeadSurrogate.width(store.dim + (2 if nlist else 1)) if kind == "head" else store.dim
     meta: dict[str, Any] = {"kind": kind, "factory": factory, "dim": dim, "model_fingerprint": store.fingerprint,
                             "metric": "inner_product", "label": lab}
     if nlist:
