@@ -67,7 +67,12 @@ def pipeline_section(kind: str, records: list[dict[str, Any]]) -> list[str]:
                           f"({'within' if wall < 600 else 'OVER'} the 10-minute target).")
         times = ", ".join(f"{k} {v:.0f}" for k, v in rec["stage_seconds"].items())
         env = rec["environment"]
-        lines += ["", f"Stage wall times (s): {times}.", "",
+        load = rec.get("stage_load_average_after")
+        load_text = (" Load average (1/5/15 min) after each stage: "
+                     + ", ".join(f"{k} {'/'.join(f'{x:.1f}' for x in v)}" for k, v in load.items()) + "."
+                     if load else " (This record predates per-stage load averages.)")
+        lines += ["", f"Stage wall times (s): {times}.{load_text} Wall times are wall-clock on a shared 2-core "
+                  "machine; stages that overlapped other jobs (benchmarks, test runs) or were paused ran longer.", "",
                   f"Machine: {env['platform']}, {env['cpu_count']} CPUs, torch threads {env['torch_threads']}, "
                   f"GPU: {env['cuda'] or 'none'}; torch {env['torch']}, transformers {env['transformers']}, "
                   f"sentence-transformers {env['sentence_transformers']}, dsembed {env['dsembed']}. "

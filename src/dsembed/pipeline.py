@@ -106,13 +106,20 @@ def environment_record() -> dict[str, Any]:
 
 
 class _Timer:
+    """Wall time per stage, plus the machine's load average after it (shared machines are noisy)."""
+
     def __init__(self) -> None:
         self.stages: dict[str, float] = {}
+        self.load_after: dict[str, list[float]] = {}
 
     def run(self, name: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        import os
+
         start = time.perf_counter()
         result = fn(*args, **kwargs)
         self.stages[name] = self.stages.get(name, 0.0) + time.perf_counter() - start
+        if hasattr(os, "getloadavg"):
+            self.load_after[name] = [round(x, 2) for x in os.getloadavg()]
         return result
 
 
@@ -228,6 +235,7 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
         "results": results,
         "relative_degradation_pct": degradation,
         "stage_seconds": timer.stages,
+        "stage_load_average_after": timer.load_after,
         "stages": stage_info,
         "environment": environment_record(),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
