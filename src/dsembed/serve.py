@@ -179,15 +179,8 @@ def create_app(model: "DSEModel", store: "CandidateStore | str | Path | None" = 
 
     @app.post("/score")
     def score_endpoint(req: ScoreRequest) -> dict[str, Any]:
-        unique: dict[str, int] = {}
-        for a, b in req.pairs:
-            unique.setdefault(a, len(unique))
-            unique.setdefault(b, len(unique))
-        emb = encode(list(unique))
-        ia = [unique[a] for a, _ in req.pairs]
-        ib = [unique[b] for _, b in req.pairs]
-        logits = model.head_logits(emb[ia], emb[ib])
-        values = logits if req.raw else model.scores_from_logits(logits)
+        with encode_lock:  # predict encodes each distinct sentence once; the tokenizer is not thread-safe
+            values = model.predict([tuple(p) for p in req.pairs], batch_size=32, apply_activation=not req.raw)
         return {"scores": np.asarray(values, dtype=np.float64).tolist(), "kind": model.task.kind}
 
     @app.post("/search")
