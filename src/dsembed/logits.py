@@ -7,9 +7,7 @@ Work in progress is kept as atomically written chunks, so an interrupted run res
 
 from __future__ import annotations
 
-import json
 import logging
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,19 +121,3 @@ def _npy_bytes(array: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     np.save(buffer, array)
     return buffer.getvalue()
-
-
-def export_logits(src: TeacherLogits, path: str | Path) -> Path:
-    """Copy cached logits to a portable file (e.g. to carry them from a GPU machine)."""
-    src.save(path)
-    return Path(path)
-
-
-def clear_cache(root: str | Path | None = None) -> None:
-    shutil.rmtree(Path(root or cache_dir() / "logits"), ignore_errors=True)
-
-
-def describe(path: str | Path) -> str:
-    stored = TeacherLogits.load(path)
-    return json.dumps({"pairs": len(stored.logits), "task": stored.task,
-                       "teacher_fingerprint": stored.teacher_fingerprint[:16]})

@@ -8,7 +8,6 @@ embedding model. The head and the DSE config are stored beside it in the same fo
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -280,7 +279,3 @@ def _check_folder_code(path: Path, trust_remote_code: bool) -> bool:
 
 def _pooling_source() -> bytes:
     return (Path(__file__).parent / "st_pooling.py").read_bytes()
-
-
-def copy_pooling_code(folder: str | Path) -> None:
-    shutil.copyfile(Path(__file__).parent / "st_pooling.py", Path(folder) / POOLING_CODE_FILE)

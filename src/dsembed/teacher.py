@@ -169,7 +169,25 @@ def train_teacher(task: TaskSpec, train: PairDataset, dev: PairDataset, output_d
     return final
 
 
-class Teacher:
+class _PairScorer:
+    """``predict`` on the student's scale, for anything with ``task`` and ``predict_logits``."""
+
+    task: TaskSpec
+
+    def predict_logits(self, pairs: list[tuple[str, str]], batch_size: int = 64,
+                       show_progress_bar: bool | None = None) -> np.ndarray:
+        raise NotImplementedError
+
+    def predict(self, pairs: list[tuple[str, str]], batch_size: int = 64,
+                show_progress_bar: bool | None = None) -> np.ndarray:
+        """Pair scores on the student's scale (P(positive), regression value, class probabilities)."""
+        from .losses import logits_to_scores
+
+        logits = self.task.teacher_to_student_logits(self.predict_logits(pairs, batch_size, show_progress_bar))
+        return logits_to_scores(self.task, torch.as_tensor(logits)).numpy()
+
+
+class Teacher(_PairScorer):
     """Inference over a cross-encoder folder or hub id: raw logits for pairs."""
 
     def __init__(self, model_name_or_path: str | Path, task: TaskSpec, max_length: int | None = None,
@@ -210,16 +228,9 @@ class Teacher:
             out[idx] = logits
         return out
 
-    def predict(self, pairs: list[tuple[str, str]], batch_size: int = 64,
-                show_progress_bar: bool | None = None) -> np.ndarray:
-        """Pair scores on the student's scale (P(positive), regression value, class probabilities)."""
-        logits = self.task.teacher_to_student_logits(self.predict_logits(pairs, batch_size, show_progress_bar))
-        from .losses import logits_to_scores
-
-        return logits_to_scores(self.task, torch.as_tensor(logits)).numpy()
 
 
-class EnsembleTeacher:
+class EnsembleTeacher(_PairScorer):
     """Mean of several cross-encoders' logits: steadier, usually stronger than any one member."""
 
     def __init__(self, members: list[str | Path], task: TaskSpec, max_length: int | None = None,
@@ -240,12 +251,6 @@ class EnsembleTeacher:
                        show_progress_bar: bool | None = None) -> np.ndarray:
         return np.mean([m.predict_logits(pairs, batch_size, show_progress_bar) for m in self.members], axis=0)
 
-    def predict(self, pairs: list[tuple[str, str]], batch_size: int = 64,
-                show_progress_bar: bool | None = None) -> np.ndarray:
-        from .losses import logits_to_scores
-
-        logits = self.task.teacher_to_student_logits(self.predict_logits(pairs, batch_size, show_progress_bar))
-        return logits_to_scores(self.task, torch.as_tensor(logits)).numpy()
 
 
 def load_teacher(spec: str | Path, task: TaskSpec, max_length: int | None = None,
