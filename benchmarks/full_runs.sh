@@ -2,15 +2,32 @@
 # Full-size DSE runs (all training pairs, default hyper-parameters) for the tasks given (default:
 # mrpc stsb rte). Each stage resumes from its own checkpoints, so re-running continues an
 # interrupted run. Records land in results/full/<task>/ and RESULTS.md is regenerated.
+#
+# The teacher: when results/teachers/ holds logits bundles of all-mpnet-base-v2 cross-encoders for
+# the task (trained on a GPU by benchmarks/gpu_teachers.py), their mean is the teacher (an ensemble);
+# otherwise a MiniLM cross-encoder is fine-tuned here (hours at RTE's length on a 2-core CPU).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tasks=("${@:-mrpc stsb rte}")
 # Run folders live outside the work tree so a later session on this machine can resume them.
 RUNS=${DSEMBED_RUNS:-$HOME/.cache/dsembed/runs}
 for task in ${tasks[@]}; do
-  dsembed pipeline "$task" --profile full --output-dir "$RUNS/full/$task" --no-progress
+  bundles=$(ls -d results/teachers/"$task"-all-mpnet-base-v2-s* 2>/dev/null | paste -sd, - || true)
+  if [ -n "$bundles" ]; then
+    out="$RUNS/full-mpnet-ensemble/$task"
+    teacher_args=(--teacher-logits "$bundles")
+    # The label-only student does not depend on the teacher: reuse a finished one (same settings are
+    # checked by the run-config guard).
+    if [ -f "$RUNS/full/$task/label_only_student/training.json" ] && [ ! -e "$out/label_only_student" ]; then
+      mkdir -p "$out" && cp -r "$RUNS/full/$task/label_only_student" "$out/label_only_student"
+    fi
+  else
+    out="$RUNS/full/$task"
+    teacher_args=()
+  fi
+  dsembed pipeline "$task" --profile full --output-dir "$out" "${teacher_args[@]}" --no-progress
   mkdir -p "results/full/$task"
-  cp "$RUNS/full/$task/record.json" "results/full/$task/record.json"
-  cp "$RUNS/full/$task/student_vs_teacher.png" "results/full/$task/student_vs_teacher.png"
+  cp "$out/record.json" "results/full/$task/record.json"
+  cp "$out/student_vs_teacher.png" "results/full/$task/student_vs_teacher.png"
   python scripts/make_results.py
 done

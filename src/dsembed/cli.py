@@ -66,6 +66,8 @@ def pipeline(
     profile: Annotated[str, typer.Option(help="quick: minutes on a CPU; full: all pairs, default settings")] = "quick",
     output_dir: Annotated[Path | None, typer.Option(help="run folder (default runs/<profile>/<task>)")] = None,
     teacher: Annotated[str | None, typer.Option(help="ready cross-encoder(s) as teacher; a,b = ensemble")] = None,
+    teacher_logits: Annotated[str | None, typer.Option(
+        help="teacher-logits bundle folder(s) made elsewhere (e.g. on a GPU); a,b = ensemble")] = None,
     teacher_base: Annotated[str | None, typer.Option(help="base to fine-tune the teacher from")] = None,
     student_base: Annotated[str | None, typer.Option(help="pretrained encoder the student starts from")] = None,
     alpha: Annotated[float | None, typer.Option(help="weight of the teacher term (0 = labels only)")] = None,
@@ -85,16 +87,18 @@ def pipeline(
 
     cfg = PipelineConfig.from_profile(
         profile, task=task, output_dir=str(output_dir or Path("runs") / profile / task), teacher=teacher,
+        teacher_logits=teacher_logits,
         teacher_base=teacher_base, student_base=student_base, alpha=alpha, pooling=pooling,
         teacher_epochs=teacher_epochs, student_epochs=student_epochs, max_train_pairs=max_train_pairs,
         max_length=max_length, data_dir=data_dir, data_source=data_source, show_progress_bar=progress,
         train_file=str(train) if train else None, dev_file=str(dev) if dev else None, kind=kind,
         labels=tuple(x.strip() for x in (labels or "").split(",") if x.strip()), skip_bad=skip_bad)
     from .data import DataFormatError
+    from .logits import StaleLogitsError
 
     try:
         record = run_pipeline(cfg)
-    except (DataFormatError, FileNotFoundError) as exc:
+    except (DataFormatError, FileNotFoundError, StaleLogitsError) as exc:
         _fail(str(exc))
     typer.echo(format_table(record))
     typer.echo("stage wall times (s): " + ", ".join(f"{k}={v:.0f}" for k, v in record["stage_seconds"].items()))
@@ -124,6 +128,30 @@ def teacher_train(
     path = train_teacher(spec, train_ds, dev_ds, output_dir, recipe, show_progress_bar=progress)
     info = json.loads((path / "dsembed_teacher.json").read_text())
     typer.echo(json.dumps({"model": str(path), "dev_metrics": info["dev_metrics"]}, indent=2))
+
+
+@teacher_app.command("export-logits")
+def teacher_export_logits(
+    task: TaskArg,
+    teacher: Annotated[str, typer.Option(help="cross-encoder folder or hub id; comma-separated for an ensemble")],
+    output_dir: Annotated[Path, typer.Option("--output-dir", "-o", help="bundle folder to write")],
+    batch_size: int = 64,
+    train: TrainOpt = None, dev: DevOpt = None, kind: KindOpt = None, labels: LabelsOpt = None,
+    skip_bad: SkipOpt = False, progress: ProgressOpt = True,
+) -> None:
+    """Write the teacher's train and dev logits as a small bundle that `pipeline --teacher-logits` takes.
+
+    Train the teacher where it is fast (a GPU), carry the bundle (KBs, not the model) to where
+    the student is trained; every row stays tied to its pair by hash.
+    """
+    _setup()
+    from .logits import write_logits_bundle
+    from .teacher import load_teacher
+
+    spec, train_ds, dev_ds = _task_and_data(task, train, dev, kind, labels, skip_bad)
+    bundle = write_logits_bundle(load_teacher(teacher, spec), train_ds, dev_ds, output_dir, batch_size=batch_size,
+                                 show_progress_bar=progress)
+    typer.echo(f"{len(bundle.train.logits)} train + {len(bundle.dev.logits)} dev teacher logits -> {output_dir}")
 
 
 @app.command()

@@ -121,3 +121,91 @@ def _npy_bytes(array: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     np.save(buffer, array)
     return buffer.getvalue()
+
+
+BUNDLE_INFO = "teacher.json"
+_BUNDLE_SPLITS = ("train", "dev")
+
+
+@dataclass
+class LogitsBundle:
+    """A teacher reduced to what the pipeline needs: its logits on the train and dev pairs plus its record.
+
+    Written where the teacher was trained (a GPU machine, say) and carried as a few hundred KB
+    instead of a 400 MB model; every row stays tied to its pair by hash, so nothing stale is used.
+    """
+
+    train: TeacherLogits
+    dev: TeacherLogits
+    info: dict
+
+    def save(self, folder: str | Path) -> Path:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.train.save(folder / "train.safetensors")
+        self.dev.save(folder / "dev.safetensors")
+        atomic_write_json(folder / BUNDLE_INFO, self.info)
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path) -> LogitsBundle:
+        folder = Path(folder)
+        names = [f"{split}.safetensors" for split in _BUNDLE_SPLITS] + [BUNDLE_INFO]
+        missing = [name for name in names if not (folder / name).is_file()]
+        if missing:
+            raise FileNotFoundError(f"{folder} is not a teacher-logits bundle (missing {', '.join(missing)})")
+        import json
+
+        info = json.loads((folder / BUNDLE_INFO).read_text())
+        return cls(TeacherLogits.load(folder / "train.safetensors"), TeacherLogits.load(folder / "dev.safetensors"),
+                   info)
+
+    def check_matches(self, train: PairDataset, dev: PairDataset, source: str = "") -> None:
+        self.train.check_matches(train, source=f"{source} train")
+        self.dev.check_matches(dev, source=f"{source} dev")
+
+
+def write_logits_bundle(teacher, train: PairDataset, dev: PairDataset, folder: str | Path, *,  # noqa: ANN001
+                        batch_size: int = 64, extra_info: dict | None = None,
+                        show_progress_bar: bool = True) -> LogitsBundle:
+    """Compute ``teacher``'s logits on ``train`` and ``dev`` and save them as a portable bundle."""
+    parts = {}
+    for name, data in (("train", train), ("dev", dev)):
+        parts[name] = compute_teacher_logits(teacher, data, cache=Path(folder) / ".cache", batch_size=batch_size,
+                                             show_progress_bar=show_progress_bar)
+    info = {"teacher": str(getattr(teacher, "path", teacher)), "teacher_fingerprint": teacher.fingerprint(),
+            "task": teacher.task.name, "teacher_info": getattr(teacher, "info", {}), **(extra_info or {})}
+    bundle = LogitsBundle(parts["train"], parts["dev"], info)
+    bundle.save(folder)
+    import shutil
+
+    shutil.rmtree(Path(folder) / ".cache", ignore_errors=True)
+    return bundle
+
+
+def load_logits_bundles(spec: str | Path) -> LogitsBundle:
+    """One bundle folder, or several comma-separated ones averaged into an ensemble teacher."""
+    folders = [s.strip() for s in str(spec).split(",") if s.strip()]
+    if not folders:
+        raise ValueError("no teacher-logits bundle given")
+    bundles = [LogitsBundle.load(f) for f in folders]
+    if len(bundles) == 1:
+        return bundles[0]
+    first = bundles[0]
+    for folder, other in zip(folders[1:], bundles[1:], strict=True):
+        if other.train.task != first.train.task:
+            raise ValueError(f"{folder} holds logits for task {other.train.task}, {folders[0]} for {first.train.task}")
+        for split in _BUNDLE_SPLITS:
+            mine, theirs = getattr(first, split), getattr(other, split)
+            if len(mine.pair_hashes) != len(theirs.pair_hashes) or (mine.pair_hashes != theirs.pair_hashes).any():
+                raise StaleLogitsError(f"{folder} and {folders[0]} cover different {split} pairs")
+    fingerprint = "ensemble:" + "+".join(sorted(b.train.teacher_fingerprint for b in bundles))
+
+    def mean(split: str) -> TeacherLogits:
+        ref = getattr(first, split)
+        stacked = np.mean([getattr(b, split).logits for b in bundles], axis=0).astype(np.float32)
+        return TeacherLogits(stacked, ref.pair_hashes, fingerprint, ref.pairs_fingerprint, ref.task)
+
+    info = {"ensemble_of": folders, "members": [b.info for b in bundles], "teacher_fingerprint": fingerprint,
+            "task": first.train.task}
+    return LogitsBundle(mean("train"), mean("dev"), info)

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import platform
-import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -24,7 +22,7 @@ from .modeling import DSEModel
 from .tasks import TaskSpec, custom_task, get_task
 from .teacher import TEACHER_INFO, TeacherRecipe, load_teacher, teacher_run_config, train_teacher
 from .trainer import DistillConfig, distill, distill_run_config
-from .utils import atomic_write_json, check_run_config
+from .utils import atomic_write_json, check_run_config, environment_record  # noqa: F401 (re-exported)
 
 logger = logging.getLogger("dsembed.pipeline")
 
@@ -44,6 +42,7 @@ class PipelineConfig:
     output_dir: str = "runs/mrpc"
     profile: str = "full"
     teacher: str | None = None  # a ready cross-encoder (folder or hub id); None: fine-tune one
+    teacher_logits: str | None = None  # bundle folder(s) from `dsembed teacher export-logits`; skips the teacher
     teacher_base: str = "all-MiniLM-L6-v2"
     teacher_epochs: float = 3.0
     teacher_learning_rate: float = 3e-5
@@ -78,31 +77,6 @@ class PipelineConfig:
             raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
         values = {**PROFILES[profile], **{k: v for k, v in overrides.items() if v is not None}}
         return cls(profile=profile, **values)
-
-
-def environment_record() -> dict[str, Any]:
-    """Machine and library versions, stored with every result."""
-    import os
-
-    import sentence_transformers
-    import torch
-    import transformers
-
-    from . import __version__
-
-    return {
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "sentence_transformers": sentence_transformers.__version__,
-        "dsembed": __version__,
-        "command": " ".join(sys.argv),
-    }
 
 
 class _Timer:
@@ -144,18 +118,11 @@ def _load_data(cfg: PipelineConfig, task: TaskSpec) -> tuple[PairDataset, PairDa
     return train.subset(cfg.max_train_pairs, seed=cfg.seed), dev.subset(cfg.max_dev_pairs, seed=cfg.seed)
 
 
-def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
-    """Run (or resume) every stage for one task and return the record that was written."""
-    task = _task(cfg)
-    out = Path(cfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    timer = _Timer()
-    train, dev = timer.run("load_data", _load_data, cfg, task)
-    logger.info("%s: %d train pairs, %d dev pairs", task.name, len(train), len(dev))
-    progress = cfg.show_progress_bar
-    stage_info: dict[str, Any] = {}
 
-    # 1. teacher
+def _teacher_stage(cfg: PipelineConfig, task: TaskSpec, train: PairDataset, dev: PairDataset, out: Path,
+                   timer: _Timer, stage_info: dict[str, Any]) -> tuple[Any, np.ndarray]:
+    """Train (or reuse) the teacher, then its dev logits and its cached training-pair logits."""
+    progress = cfg.show_progress_bar
     if cfg.teacher:
         teacher_path: str | Path = cfg.teacher
         stage_info["teacher"] = {"source": "given", "path": str(cfg.teacher)}
@@ -176,12 +143,36 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
                                   if k in teacher.info})
     teacher_dev_logits = timer.run("teacher_dev_eval", teacher.predict_logits, dev.pairs(),
                                    show_progress_bar=progress)
-    results: dict[str, dict[str, float]] = {"teacher": compute_metrics(task, teacher_dev_logits, dev.labels,
-                                                                         teacher=True)}
-
-    # 2. teacher logits on the training pairs (cached, resumable)
     stored = timer.run("teacher_logits", compute_teacher_logits, teacher, train, cache=out / "logits_cache",
                        show_progress_bar=progress)
+    return stored, teacher_dev_logits
+
+
+def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
+    """Run (or resume) every stage for one task and return the record that was written."""
+    task = _task(cfg)
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    timer = _Timer()
+    train, dev = timer.run("load_data", _load_data, cfg, task)
+    logger.info("%s: %d train pairs, %d dev pairs", task.name, len(train), len(dev))
+    progress = cfg.show_progress_bar
+    stage_info: dict[str, Any] = {}
+
+    # 1-2. teacher and its logits: either carried in as a bundle (made on another machine) or made here
+    if cfg.teacher_logits:
+        from .logits import load_logits_bundles
+
+        bundle = load_logits_bundles(cfg.teacher_logits)
+        bundle.check_matches(train, dev, source=cfg.teacher_logits)
+        if bundle.train.task != task.name:
+            raise ValueError(f"{cfg.teacher_logits} holds logits for task {bundle.train.task}, not {task.name}")
+        stored, teacher_dev_logits = bundle.train, bundle.dev.logits
+        stage_info["teacher"] = {"source": "logits bundle", "path": cfg.teacher_logits, "bundle": bundle.info}
+    else:
+        stored, teacher_dev_logits = _teacher_stage(cfg, task, train, dev, out, timer, stage_info)
+    results: dict[str, dict[str, float]] = {"teacher": compute_metrics(task, teacher_dev_logits, dev.labels,
+                                                                         teacher=True)}
 
     # 3. students
     base_cfg = DistillConfig(base=cfg.student_base, alpha=cfg.alpha, pooling=cfg.pooling, top_k=cfg.top_k,

@@ -118,3 +118,34 @@ def check_run_config(folder: str | os.PathLike, config: dict[str, Any]) -> None:
                                     "use another output folder or delete this one")
         return
     atomic_write_json(path, config)
+
+
+def environment_record() -> dict[str, Any]:
+    """Machine and library versions, stored with every result."""
+    import platform
+    import sys
+
+    import transformers
+
+    from . import __version__
+
+    try:
+        import sentence_transformers
+
+        st_version: str | None = sentence_transformers.__version__
+    except ImportError:  # the teacher side does not need it
+        st_version = None
+
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "sentence_transformers": st_version,
+        "dsembed": __version__,
+        "command": " ".join(sys.argv),
+    }

@@ -1,0 +1,168 @@
+"""Teacher-logits bundles: made where the teacher is (a GPU machine), carried, verified, averaged."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from conftest import MAX_LEN, MRPC, STSB, glue_dir, needs_glue, synthetic_pairs
+from dsembed.data import PairDataset, load_glue
+from dsembed.evaluation import compute_metrics
+from dsembed.logits import LogitsBundle, StaleLogitsError, load_logits_bundles, write_logits_bundle
+from dsembed.teacher import Teacher
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class _HashTeacher:
+    """A stand-in teacher whose logits are a fixed function of each pair (plus an offset)."""
+
+    def __init__(self, task, offset: float = 0.0, name: str = "hash") -> None:  # noqa: ANN001
+        self.task, self.offset, self.path, self.info = task, offset, name, {"kind": "test"}
+
+    def fingerprint(self) -> str:
+        return f"{self.path}:{self.offset}"
+
+    def predict_logits(self, pairs, batch_size: int = 64, show_progress_bar=None) -> np.ndarray:  # noqa: ANN001
+        values = [[(len(a) % 7) - (len(b) % 5) + self.offset, (len(b) % 3) + self.offset] for a, b in pairs]
+        return np.asarray(values, dtype=np.float32)[:, : self.task.num_labels]
+
+
+def test_bundle_round_trip_with_real_teacher(binary_teacher: Path, mrpc_train: PairDataset, mrpc_dev: PairDataset,
+                                              tmp_path: Path) -> None:
+    teacher = Teacher(binary_teacher, MRPC, device="cpu")
+    written = write_logits_bundle(teacher, mrpc_train, mrpc_dev, tmp_path / "b", show_progress_bar=False,
+                                  extra_info={"device": "test"})
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["dev.safetensors", "teacher.json",
+                                                                  "train.safetensors"]  # no cache left behind
+    loaded = LogitsBundle.load(tmp_path / "b")
+    np.testing.assert_allclose(loaded.train.logits, teacher.predict_logits(mrpc_train.pairs()), atol=1e-5)
+    np.testing.assert_allclose(loaded.dev.logits, written.dev.logits)
+    assert loaded.info["teacher_fingerprint"] == teacher.fingerprint() == loaded.train.teacher_fingerprint
+    assert loaded.info["device"] == "test" and loaded.info["task"] == "mrpc"
+    loaded.check_matches(mrpc_train, mrpc_dev)
+    with pytest.raises(StaleLogitsError, match="dev"):
+        loaded.check_matches(mrpc_train, mrpc_train)  # dev logits against other pairs
+
+
+def test_ensemble_of_bundles_is_the_mean_and_checks_its_members(tmp_path: Path) -> None:
+    train, dev = synthetic_pairs(MRPC, 12, seed=0), synthetic_pairs(MRPC, 6, seed=1)
+    a = write_logits_bundle(_HashTeacher(MRPC, 0.0), train, dev, tmp_path / "a", show_progress_bar=False)
+    b = write_logits_bundle(_HashTeacher(MRPC, 2.0), train, dev, tmp_path / "b", show_progress_bar=False)
+    both = load_logits_bundles(f"{tmp_path / 'a'},{tmp_path / 'b'}")
+    np.testing.assert_allclose(both.train.logits, (a.train.logits + b.train.logits) / 2)
+    np.testing.assert_allclose(both.dev.logits, a.dev.logits + 1.0)
+    assert both.train.teacher_fingerprint.startswith("ensemble:")
+    assert both.train.teacher_fingerprint == load_logits_bundles(f"{tmp_path / 'b'},{tmp_path / 'a'}").train \
+        .teacher_fingerprint  # order does not matter for a mean
+    assert len(both.info["members"]) == 2
+    both.check_matches(train, dev)
+
+    write_logits_bundle(_HashTeacher(MRPC), synthetic_pairs(MRPC, 12, seed=5), dev, tmp_path / "c",
+                        show_progress_bar=False)
+    with pytest.raises(StaleLogitsError, match="different train pairs"):
+        load_logits_bundles(f"{tmp_path / 'a'},{tmp_path / 'c'}")
+    stsb = write_logits_bundle(_HashTeacher(STSB), synthetic_pairs(STSB, 12, seed=0),
+                               synthetic_pairs(STSB, 6, seed=1), tmp_path / "s", show_progress_bar=False)
+    assert stsb.train.logits.shape == (12, 1)
+    with pytest.raises(ValueError, match="task stsb"):
+        load_logits_bundles(f"{tmp_path / 'a'},{tmp_path / 's'}")
+
+
+def test_incomplete_bundle_names_what_is_missing(tmp_path: Path) -> None:
+    train, dev = synthetic_pairs(MRPC, 8), synthetic_pairs(MRPC, 4, seed=1)
+    write_logits_bundle(_HashTeacher(MRPC), train, dev, tmp_path / "b", show_progress_bar=False)
+    (tmp_path / "b" / "dev.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match="missing dev.safetensors"):
+        LogitsBundle.load(tmp_path / "b")
+    with pytest.raises(ValueError, match="no teacher-logits bundle"):
+        load_logits_bundles(" , ")
+
+
+def _pipeline_data() -> tuple[PairDataset, PairDataset]:
+    return (load_glue(MRPC, "train", data_dir=glue_dir()).subset(40, seed=0),
+            load_glue(MRPC, "dev", data_dir=glue_dir()).subset(20, seed=0))
+
+
+@needs_glue
+def test_pipeline_takes_a_carried_bundle_instead_of_a_teacher(binary_teacher: Path, tiny_base: str,
+                                                              tmp_path: Path) -> None:
+    from dsembed.pipeline import PipelineConfig, run_pipeline
+
+    train, dev = _pipeline_data()
+    bundle = write_logits_bundle(Teacher(binary_teacher, MRPC, device="cpu"), train, dev, tmp_path / "bundle",
+                                 show_progress_bar=False)
+    out = tmp_path / "run"
+    cfg = PipelineConfig(task="mrpc", output_dir=str(out), teacher_logits=str(tmp_path / "bundle"),
+                         student_base=tiny_base, student_epochs=1, batch_size=16, max_train_pairs=40,
+                         max_dev_pairs=20, max_length=MAX_LEN, data_dir=str(glue_dir()), label_only_baseline=False,
+                         show_progress_bar=False, plot=False, seed=0)
+    record = run_pipeline(cfg)
+    assert record["results"]["teacher"] == compute_metrics(MRPC, bundle.dev.logits, dev.labels, teacher=True)
+    assert record["stages"]["teacher"]["source"] == "logits bundle"
+    assert record["stages"]["teacher"]["bundle"]["teacher_fingerprint"] == bundle.info["teacher_fingerprint"]
+    assert "teacher_train" not in record["stage_seconds"] and not (out / "teacher").exists()
+    assert set(record["results"]) == {"teacher", "dse_student", "pretrained_cosine"}
+
+    # a bundle made for other pairs is refused, not silently misaligned
+    write_logits_bundle(Teacher(binary_teacher, MRPC, device="cpu"), train.subset(30, seed=1), dev,
+                        tmp_path / "other", show_progress_bar=False)
+    bad = PipelineConfig(**{**cfg.__dict__, "teacher_logits": str(tmp_path / "other"),
+                            "output_dir": str(tmp_path / "run2")})
+    with pytest.raises(StaleLogitsError, match="train"):
+        run_pipeline(bad)
+
+
+@needs_glue
+def test_cli_export_logits_then_pipeline_refuses_stale_bundle(binary_teacher: Path, tmp_path: Path) -> None:
+    from dsembed.cli import app
+
+    runner = CliRunner()
+    train, dev = _pipeline_data()
+    for name, data in (("train", train), ("dev", dev)):
+        with open(tmp_path / f"{name}.tsv", "w") as handle:
+            handle.write("label\tsentence1\tsentence2\n")
+            for s1, s2, label in zip(data.sentence1, data.sentence2, data.labels, strict=True):
+                handle.write(f"{int(label)}\t{s1}\t{s2}\n")
+    result = runner.invoke(app, ["teacher", "export-logits", "mrpc", "--teacher", str(binary_teacher), "-o",
+                                 str(tmp_path / "bundle"), "--train", str(tmp_path / "train.tsv"), "--dev",
+                                 str(tmp_path / "dev.tsv"), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "40 train + 20 dev teacher logits" in result.output
+    bundle = LogitsBundle.load(tmp_path / "bundle")
+    np.testing.assert_allclose(bundle.dev.logits, Teacher(binary_teacher, MRPC, device="cpu")
+                               .predict_logits(dev.pairs()), atol=1e-5)
+    # the GLUE train split is not what the bundle was made for: a clear error, exit code 2
+    result = runner.invoke(app, ["pipeline", "mrpc", "--teacher-logits", str(tmp_path / "bundle"), "--output-dir",
+                                 str(tmp_path / "run"), "--data-dir", str(glue_dir()), "--no-progress"])
+    assert result.exit_code == 2
+    assert "do not match the pairs" in result.output or "cover 40 pairs" in result.output
+
+
+def test_carry_weights_round_trip_is_exact_and_verified(tmp_path: Path) -> None:
+    import hashlib
+
+    import torch
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    save_file({"a.weight": torch.randn(64, 33), "b.bias": torch.randn(7)}, str(tmp_path / "model.safetensors"))
+    raw = (tmp_path / "model.safetensors").read_bytes()
+    script = [sys.executable, str(ROOT / "benchmarks" / "carry_weights.py")]
+    subprocess.run([*script, "pack", tmp_path / "model.safetensors", tmp_path / "parts", "--part-mib", "0.002",
+                    "--first-part-mib", "0.001"], check=True, capture_output=True)
+    parts = sorted((tmp_path / "parts").glob("part*/blob"))
+    assert len(parts) > 2 and max(p.stat().st_size for p in parts) <= int(0.002 * (1 << 20))
+    digest = hashlib.sha256(raw).hexdigest()
+    subprocess.run([*script, "unpack", tmp_path / "parts", tmp_path / "out.safetensors", "--sha256", digest],
+                   check=True, capture_output=True)
+    assert (tmp_path / "out.safetensors").read_bytes() == raw
+    bad = subprocess.run([*script, "unpack", tmp_path / "parts", tmp_path / "bad.safetensors", "--sha256", "0" * 64],
+                         capture_output=True, text=True)
+    assert bad.returncode != 0 and "sha256 mismatch" in bad.stderr
+    assert not (tmp_path / "bad.safetensors").exists()
