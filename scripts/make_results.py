@@ -27,12 +27,47 @@ def _fmt(value: float | None, signed: bool = False) -> str:
     return f"{value:+.2f}" if signed else f"{value:.2f}"
 
 
+SECTIONS = {
+    "full": ("Full-size runs", "All training pairs, default hyper-parameters, metrics on the GLUE dev set (in %). "
+             "The teacher is the one named under each table."),
+    "full_minilm_teacher": ("Full-size runs with the earlier MiniLM cross-encoder teacher",
+                            "Same students and baselines, distilled from an all-MiniLM-L6-v2 cross-encoder "
+                            "fine-tuned on this CPU (kept for comparison of teacher routes)."),
+    "quick": ("Pipeline runs: profile `quick`", "Reduced configuration (the README's main job); indicative only."),
+}
+
+
+def _teacher_text(rec: dict[str, Any]) -> str:
+    """Which teacher a record used, and where and how long it trained."""
+    info = rec.get("stages", {}).get("teacher", {})
+    if info.get("source") == "logits bundle":
+        bundle = info["bundle"]
+        members = bundle.get("members", [bundle])
+        devices = sorted({(m.get("environment") or {}).get("cuda") or "CPU" for m in members})
+        seconds = [m.get("teacher_train_wall_seconds") for m in members if m.get("teacher_train_wall_seconds")]
+        bases = sorted({m.get("base_name", "?") for m in members})
+        what = (f"ensemble (mean logits) of {len(members)} {', '.join(bases)} cross-encoders" if len(members) > 1
+                else f"{', '.join(bases)} cross-encoder")
+        took = f", {sum(seconds):.0f} s of teacher training in all" if seconds else ""
+        return (f"Teacher: {what}, trained on {', '.join(devices)}{took}; its logits were carried here as "
+                f"bundles (`{info['path']}`).")
+    recipe = info.get("recipe") or {}
+    base = recipe.get("base") or rec["config"].get("teacher_base")
+    return f"Teacher: {base} cross-encoder ({info.get('source', '?')}), fine-tuned on this machine."
+
+
+def _stage_times(rec: dict[str, Any]) -> str:
+    parts = [f"{k} {v:.0f}" for k, v in rec["stage_seconds"].items()]
+    for name, info in rec.get("stages", {}).items():
+        if info.get("source") == "reused" and "training" in info and f"{name}_train" not in rec["stage_seconds"]:
+            parts.append(f"{name}_train {info['training'].get('train_seconds', float('nan')):.0f} (earlier run, "
+                         "reused: it does not depend on the teacher)")
+    return ", ".join(parts)
+
+
 def pipeline_section(kind: str, records: list[dict[str, Any]]) -> list[str]:
-    lines = [f"## Pipeline runs: profile `{kind}`", ""]
-    if kind == "full":
-        lines += ["All training pairs, default hyper-parameters, metrics on the GLUE dev set (in %).", ""]
-    else:
-        lines += ["Reduced configuration (the README's main job); indicative only.", ""]
+    title, blurb = SECTIONS[kind]
+    lines = [f"## {title}", "", blurb, ""]
     degradations = []
     checks = []
     for rec in records:
@@ -65,13 +100,14 @@ def pipeline_section(kind: str, records: list[dict[str, Any]]) -> list[str]:
             wall = rec["main_job_wall_seconds"]
             checks.append(f"- {task}: the main job took {wall} s end to end "
                           f"({'within' if wall < 600 else 'OVER'} the 10-minute target).")
-        times = ", ".join(f"{k} {v:.0f}" for k, v in rec["stage_seconds"].items())
+        times = _stage_times(rec)
         env = rec["environment"]
         load = rec.get("stage_load_average_after")
         load_text = (" Load average (1/5/15 min) after each stage: "
                      + ", ".join(f"{k} {'/'.join(f'{x:.1f}' for x in v)}" for k, v in load.items()) + "."
                      if load else " (This record predates per-stage load averages.)")
-        lines += ["", f"Stage wall times (s): {times}.{load_text} Wall times are wall-clock on a shared 2-core "
+        lines += ["", _teacher_text(rec), "",
+                  f"Stage wall times (s): {times}.{load_text} Wall times are wall-clock on a shared 2-core "
                   "machine; stages that overlapped other jobs (benchmarks, test runs) or were paused ran longer.", "",
                   f"Machine: {env['platform']}, {env['cpu_count']} CPUs, torch threads {env['torch_threads']}, "
                   f"GPU: {env['cuda'] or 'none'}; torch {env['torch']}, transformers {env['transformers']}, "
@@ -88,6 +124,34 @@ def pipeline_section(kind: str, records: list[dict[str, Any]]) -> list[str]:
                       f"task(s): {_fmt(avg)}% — {verdict} the paper's {PAPER_AVG_DEGRADATION}% target.")
     if checks:
         lines += ["### Targets", "", *checks, ""]
+    return lines
+
+
+def teacher_routes_section() -> list[str]:
+    path = RESULTS / "teachers" / "routes.json"
+    if not path.is_file():
+        return []
+    record = json.loads(path.read_text())
+    lines = ["## Teacher routes", "",
+             f"Dev-set main metric of each teacher tried (from `{path.relative_to(ROOT).as_posix()}`, made by "
+             "`python benchmarks/teacher_routes.py`; GPU teachers by `benchmarks/gpu_teachers.py`, log in "
+             "`results/teachers/device_log.txt`).", ""]
+    for task, entry in record["tasks"].items():
+        main = entry["main_metric"]
+        lines += [f"### {task.upper()}", "", f"| teacher | {main} | trained on | training wall time (s) |",
+                  "|---|---:|---|---:|"]
+        singles = []
+        for route in entry["routes"]:
+            value = route["metrics"][main]
+            if route["members"] == 1 and "mpnet" in route["route"]:
+                singles.append(value)
+            seconds = route.get("train_seconds")
+            lines.append(f"| {route['route']} | {value:.2f} | {route['device']} | "
+                         f"{'–' if seconds is None else f'{seconds:.0f}'} |")
+        if len(singles) > 1:
+            lines += ["", f"Single mpnet seeds: mean {sum(singles) / len(singles):.2f}, range {min(singles):.2f}–"
+                      f"{max(singles):.2f}."]
+        lines.append("")
     return lines
 
 
@@ -114,7 +178,8 @@ def main() -> None:
     out = ["# Results", "",
            "Generated by `python scripts/make_results.py` from the JSON records under `results/`; "
            "do not edit by hand. Each record names the command, machine and library versions that made it.", ""]
-    for kind in ("full", "quick"):
+    out += teacher_routes_section()
+    for kind in SECTIONS:
         folder = RESULTS / kind
         records = [json.loads(p.read_text()) for p in sorted(folder.glob("*/record.json"))] if folder.is_dir() else []
         if records:

@@ -115,6 +115,7 @@ def teacher_train(
     batch_size: int = 16,
     max_length: int | None = None,
     max_train_pairs: int | None = None,
+    seed: Annotated[int, typer.Option(help="different seeds give the members of an ensemble")] = 42,
     train: TrainOpt = None, dev: DevOpt = None, kind: KindOpt = None, labels: LabelsOpt = None,
     skip_bad: SkipOpt = False, progress: ProgressOpt = True,
 ) -> None:
@@ -124,7 +125,7 @@ def teacher_train(
 
     spec, train_ds, dev_ds = _task_and_data(task, train, dev, kind, labels, skip_bad)
     recipe = TeacherRecipe(base=base, epochs=epochs, learning_rate=learning_rate, batch_size=batch_size,
-                           max_length=max_length, max_train_pairs=max_train_pairs)
+                           max_length=max_length, max_train_pairs=max_train_pairs, seed=seed)
     path = train_teacher(spec, train_ds, dev_ds, output_dir, recipe, show_progress_bar=progress)
     info = json.loads((path / "dsembed_teacher.json").read_text())
     typer.echo(json.dumps({"model": str(path), "dev_metrics": info["dev_metrics"]}, indent=2))
