@@ -14,13 +14,8 @@ RUNS=${DSEMBED_RUNS:-$HOME/.cache/dsembed/runs}
 for task in ${tasks[@]}; do
   bundles=$(ls -d results/teachers/"$task"-all-mpnet-base-v2-s* 2>/dev/null | paste -sd, - || true)
   if [ -n "$bundles" ]; then
-    out="$RUNS/full-mpnet-ensemble/$task"
+    out="$RUNS/full-v2/$task"
     teacher_args=(--teacher-logits "$bundles")
-    # The label-only student does not depend on the teacher: reuse a finished one (same settings are
-    # checked by the run-config guard).
-    if [ -f "$RUNS/full/$task/label_only_student/training.json" ] && [ ! -e "$out/label_only_student" ]; then
-      mkdir -p "$out" && cp -r "$RUNS/full/$task/label_only_student" "$out/label_only_student"
-    fi
   else
     out="$RUNS/full/$task"
     teacher_args=()

@@ -155,6 +155,31 @@ def teacher_routes_section() -> list[str]:
     return lines
 
 
+def sweeps_section() -> list[str]:
+    """Student settings tried (each a full-size DSE + label-only pair) by benchmarks/student_sweep.sh."""
+    paths = sorted((RESULTS / "sweeps").glob("*/record.json")) if (RESULTS / "sweeps").is_dir() else []
+    if not paths:
+        return []
+    lines = ["## Student settings tried", "",
+             "Full-size runs of `benchmarks/student_sweep.sh TASK NAME OPTIONS` (same mpnet-ensemble teacher; the "
+             "DSE and label-only students of a row share every setting). Dev set, main metric.", "",
+             "| task | setting | student settings | DSE student | label-only student | DSE − label-only | teacher | "
+             "DSE rel. degradation (%) |", "|---|---|---|---:|---:|---:|---:|---:|"]
+    for path in paths:
+        rec = json.loads(path.read_text())
+        main, res = rec["main_metric"], rec["results"]
+        cfg = rec["config"]
+        head_lr = cfg.get("head_learning_rate") or cfg.get("learning_rate")
+        options = (f"lr {cfg.get('learning_rate'):g}, head lr {head_lr:g}, {cfg.get('student_epochs'):g} epochs, "
+                   f"α {cfg.get('alpha'):g}")
+        dse, lo = res["dse_student"][main], res.get("label_only_student", {}).get(main)
+        diff = None if lo is None else dse - lo
+        lines.append(f"| {rec['task']} | {path.parent.name.split('-', 1)[1]} | {options} | "
+                     f"{_fmt(dse)} | {_fmt(lo)} | {_fmt(diff, signed=True)} | {_fmt(res['teacher'][main])} | "
+                     f"{_fmt(rec['relative_degradation_pct']['dse_student'], signed=True)} |")
+    return [*lines, ""]
+
+
 def speed_section() -> list[str]:
     records = sorted((RESULTS / "speed").glob("*.json")) if (RESULTS / "speed").is_dir() else []
     if not records:
@@ -184,6 +209,7 @@ def main() -> None:
         records = [json.loads(p.read_text()) for p in sorted(folder.glob("*/record.json"))] if folder.is_dir() else []
         if records:
             out += pipeline_section(kind, records)
+    out += sweeps_section()
     out += speed_section()
     (ROOT / "RESULTS.md").write_text("\n".join(out).rstrip() + "\n")
     print(f"wrote {ROOT / 'RESULTS.md'}")

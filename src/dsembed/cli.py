@@ -74,6 +74,10 @@ def pipeline(
     pooling: Annotated[str | None, typer.Option(help="topk (default, k=4), mean or cls")] = None,
     teacher_epochs: Annotated[float | None, typer.Option()] = None,
     student_epochs: Annotated[float | None, typer.Option()] = None,
+    learning_rate: Annotated[float | None, typer.Option(help="student encoder learning rate")] = None,
+    head_learning_rate: Annotated[float | None, typer.Option(help="student head learning rate "
+                                                             "(default: the encoder's)")] = None,
+    seed: Annotated[int | None, typer.Option()] = None,
     max_train_pairs: Annotated[int | None, typer.Option()] = None,
     max_length: Annotated[int | None, typer.Option()] = None,
     data_dir: Annotated[str | None, typer.Option(help="folder with GLUE TSVs (default: the shared copy)")] = None,
@@ -90,6 +94,7 @@ def pipeline(
         teacher_logits=teacher_logits,
         teacher_base=teacher_base, student_base=student_base, alpha=alpha, pooling=pooling,
         teacher_epochs=teacher_epochs, student_epochs=student_epochs, max_train_pairs=max_train_pairs,
+        learning_rate=learning_rate, head_learning_rate=head_learning_rate, seed=seed,
         max_length=max_length, data_dir=data_dir, data_source=data_source, show_progress_bar=progress,
         train_file=str(train) if train else None, dev_file=str(dev) if dev else None, kind=kind,
         labels=tuple(x.strip() for x in (labels or "").split(",") if x.strip()), skip_bad=skip_bad)
@@ -191,7 +196,8 @@ def distill_cmd(
     top_k: int = 4,
     epochs: float = 3.0,
     learning_rate: float = 2e-5,
-    head_learning_rate: float | None = None,
+    head_learning_rate: Annotated[float, typer.Option(help="learning rate of the freshly initialised head "
+                                                      "(pass the --learning-rate value for one rate)")] = 1e-3,
     batch_size: int = 32,
     max_length: int | None = None,
     max_train_pairs: int | None = None,
