@@ -60,8 +60,8 @@ def _stage_times(rec: dict[str, Any]) -> str:
     parts = [f"{k} {v:.0f}" for k, v in rec["stage_seconds"].items()]
     for name, info in rec.get("stages", {}).items():
         if info.get("source") == "reused" and "training" in info and f"{name}_train" not in rec["stage_seconds"]:
-            parts.append(f"{name}_train {info['training'].get('train_seconds', float('nan')):.0f} (earlier run, "
-                         "reused: it does not depend on the teacher)")
+            parts.append(f"{name}_train {info['training'].get('train_seconds', float('nan')):.0f} (trained by an "
+                         "earlier run with the same settings and reused)")
     return ", ".join(parts)
 
 
@@ -155,11 +155,21 @@ def teacher_routes_section() -> list[str]:
     return lines
 
 
+def _setting_name(path: Path) -> str:
+    if path.parent.parent.name == "full":
+        return "official defaults (the full-size run above)"
+    return path.parent.name.split("-", 1)[1]
+
+
 def sweeps_section() -> list[str]:
     """Student settings tried (each a full-size DSE + label-only pair) by benchmarks/student_sweep.sh."""
     paths = sorted((RESULTS / "sweeps").glob("*/record.json")) if (RESULTS / "sweeps").is_dir() else []
     if not paths:
         return []
+    # each task's full-size run (official settings) is the reference row of its sweep
+    swept = {p.parent.name.split("-", 1)[0] for p in paths}
+    paths = sorted([*paths, *(p for p in (RESULTS / "full").glob("*/record.json") if p.parent.name in swept)],
+                   key=lambda p: (p.parent.name.split("-", 1)[0], p.parent.parent.name != "full", p.parent.name))
     lines = ["## Student settings tried", "",
              "Full-size runs of `benchmarks/student_sweep.sh TASK NAME OPTIONS` (same mpnet-ensemble teacher; the "
              "DSE and label-only students of a row share every setting). Dev set, main metric.", "",
@@ -174,7 +184,7 @@ def sweeps_section() -> list[str]:
                    f"α {cfg.get('alpha'):g}")
         dse, lo = res["dse_student"][main], res.get("label_only_student", {}).get(main)
         diff = None if lo is None else dse - lo
-        lines.append(f"| {rec['task']} | {path.parent.name.split('-', 1)[1]} | {options} | "
+        lines.append(f"| {rec['task']} | {_setting_name(path)} | {options} | "
                      f"{_fmt(dse)} | {_fmt(lo)} | {_fmt(diff, signed=True)} | {_fmt(res['teacher'][main])} | "
                      f"{_fmt(rec['relative_degradation_pct']['dse_student'], signed=True)} |")
     return [*lines, ""]

@@ -196,8 +196,8 @@ def distill_cmd(
     top_k: int = 4,
     epochs: float = 3.0,
     learning_rate: float = 2e-5,
-    head_learning_rate: Annotated[float, typer.Option(help="learning rate of the freshly initialised head "
-                                                      "(pass the --learning-rate value for one rate)")] = 1e-3,
+    head_learning_rate: Annotated[float | None, typer.Option(
+        help="learning rate of the freshly initialised head (default: --learning-rate)")] = None,
     batch_size: int = 32,
     max_length: int | None = None,
     max_train_pairs: int | None = None,

@@ -50,7 +50,7 @@ class PipelineConfig:
     student_base: str = "all-MiniLM-L6-v2"
     student_epochs: float = 3.0
     learning_rate: float = 2e-5
-    head_learning_rate: float | None = 1e-3
+    head_learning_rate: float | None = None
     batch_size: int = 32
     alpha: float = 0.5
     pooling: str = "topk"
