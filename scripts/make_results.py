@@ -183,7 +183,7 @@ def sweeps_section() -> list[str]:
         cfg = rec["config"]
         head_lr = cfg.get("head_learning_rate") or cfg.get("learning_rate")
         options = (f"lr {cfg.get('learning_rate'):g}, head lr {head_lr:g}, {cfg.get('student_epochs'):g} epochs, "
-                   f"α {cfg.get('alpha'):g}")
+                   f"α {cfg.get('alpha'):g}, seed {cfg.get('seed')}")
         dse, lo = res["dse_student"][main], res.get("label_only_student", {}).get(main)
         diff = None if lo is None else dse - lo
         lines.append(f"| {rec['task']} | {_setting_name(path)} | {options} | "
