@@ -51,12 +51,12 @@ def routes_for(task_name: str) -> list[dict]:
     if len(folders) > 1:
         ensemble = load_logits_bundles(",".join(str(f) for f in folders))
         ensemble.check_matches(train, dev)
-        seconds = [LogitsBundle.load(f).info["teacher_train_wall_seconds"] for f in folders]
+        members = ensemble.info["members"]
         routes.append({"route": f"ensemble of the {len(folders)} all-mpnet-base-v2 cross-encoders (mean logits)",
                        "members": len(folders),
                        "metrics": compute_metrics(task, ensemble.dev.logits, dev.labels, teacher=True),
-                       "device": LogitsBundle.load(folders[0]).info["environment"]["cuda"],
-                       "train_seconds": sum(seconds),
+                       "device": members[0]["environment"]["cuda"],
+                       "train_seconds": sum(m["teacher_train_wall_seconds"] for m in members),
                        "source": ",".join(f.relative_to(ROOT).as_posix() for f in folders)})
     main = task.main_metric
     best = max(routes, key=lambda r: r["metrics"][main]) if routes else None

@@ -265,7 +265,7 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     from sentence_transformers import util as st_util
 
     from .data import default_glue_dir
-    from .pipeline import environment_record
+    from .utils import environment_record
 
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)

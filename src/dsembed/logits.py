@@ -7,7 +7,9 @@ Work in progress is kept as atomically written chunks, so an interrupted run res
 
 from __future__ import annotations
 
+import json
 import logging
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -154,8 +156,6 @@ class LogitsBundle:
         missing = [name for name in names if not (folder / name).is_file()]
         if missing:
             raise FileNotFoundError(f"{folder} is not a teacher-logits bundle (missing {', '.join(missing)})")
-        import json
-
         info = json.loads((folder / BUNDLE_INFO).read_text())
         return cls(TeacherLogits.load(folder / "train.safetensors"), TeacherLogits.load(folder / "dev.safetensors"),
                    info)
@@ -177,8 +177,6 @@ def write_logits_bundle(teacher, train: PairDataset, dev: PairDataset, folder: s
             "task": teacher.task.name, "teacher_info": getattr(teacher, "info", {}), **(extra_info or {})}
     bundle = LogitsBundle(parts["train"], parts["dev"], info)
     bundle.save(folder)
-    import shutil
-
     shutil.rmtree(Path(folder) / ".cache", ignore_errors=True)
     return bundle
 

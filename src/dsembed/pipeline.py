@@ -22,7 +22,7 @@ from .modeling import DSEModel
 from .tasks import TaskSpec, custom_task, get_task
 from .teacher import TEACHER_INFO, TeacherRecipe, load_teacher, teacher_run_config, train_teacher
 from .trainer import DistillConfig, distill, distill_run_config
-from .utils import atomic_write_json, check_run_config, environment_record  # noqa: F401 (re-exported)
+from .utils import atomic_write_json, check_run_config, environment_record, load_average
 
 logger = logging.getLogger("dsembed.pipeline")
 
@@ -87,13 +87,12 @@ class _Timer:
         self.load_after: dict[str, list[float]] = {}
 
     def run(self, name: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        import os
-
         start = time.perf_counter()
         result = fn(*args, **kwargs)
         self.stages[name] = self.stages.get(name, 0.0) + time.perf_counter() - start
-        if hasattr(os, "getloadavg"):
-            self.load_after[name] = [round(x, 2) for x in os.getloadavg()]
+        load = load_average()
+        if load is not None:
+            self.load_after[name] = load
         return result
 
 

@@ -8,7 +8,6 @@ sentences of each pair separately, since the student never sees them together.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,7 +22,7 @@ from .data import PairDataset
 from .evaluation import compute_metrics
 from .modeling import DSEModel
 from .tasks import TaskSpec
-from .utils import atomic_write_json, check_run_config, set_seed, sha256_bytes
+from .utils import atomic_write_json, check_run_config, load_average, set_seed, sha256_bytes
 
 logger = logging.getLogger("dsembed.trainer")
 
@@ -195,10 +194,8 @@ def distill(task: TaskSpec, train: PairDataset, dev: PairDataset, output_dir: st
     best = trainer.state.best_model_checkpoint
     model.config.training.update({"train_pairs": len(train), "dev_metrics": dev_metrics, "train_seconds": seconds,
                                   "best_checkpoint": Path(best).name if best else None,
-                                  # wall time on a shared machine means little without these
                                   "torch_threads": torch.get_num_threads(),
-                                  "load_average_after": [round(x, 2) for x in os.getloadavg()]
-                                  if hasattr(os, "getloadavg") else None})
+                                  "load_average_after": load_average()})
     final = output_dir / "model"
     model.save(final)
     atomic_write_json(output_dir / "training.json", model.config.training)

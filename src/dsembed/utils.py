@@ -127,6 +127,13 @@ def check_run_config(folder: str | os.PathLike, config: dict[str, Any]) -> None:
     atomic_write_json(path, config)
 
 
+def load_average() -> list[float] | None:
+    """The 1/5/15-minute load average, rounded; a wall time on a shared machine means little without it."""
+    if not hasattr(os, "getloadavg"):
+        return None
+    return [round(x, 2) for x in os.getloadavg()]
+
+
 def environment_record() -> dict[str, Any]:
     """Machine and library versions, stored with every result."""
     import platform
