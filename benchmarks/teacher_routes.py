@@ -15,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
@@ -25,6 +27,13 @@ from dsembed.tasks import get_task  # noqa: E402
 from dsembed.utils import atomic_write_json, environment_record  # noqa: E402
 
 TEACHERS = ROOT / "results" / "teachers"
+
+
+def _median_margin(task, logits) -> float | None:  # noqa: ANN001
+    """Median |logit[1] - logit[0]| of a binary teacher (how saturated its targets are)."""
+    if task.kind != "binary":
+        return None
+    return float(np.median(np.abs(task.teacher_to_student_logits(logits))))
 
 
 def routes_for(task_name: str) -> list[dict]:
@@ -55,6 +64,9 @@ def routes_for(task_name: str) -> list[dict]:
         routes.append({"route": f"ensemble of the {len(folders)} all-mpnet-base-v2 cross-encoders (mean logits)",
                        "members": len(folders),
                        "metrics": compute_metrics(task, ensemble.dev.logits, dev.labels, teacher=True),
+                       # how much the distillation target says beyond the labels on the student's training pairs
+                       "train_metrics": compute_metrics(task, ensemble.train.logits, train.labels, teacher=True),
+                       "train_median_abs_margin": _median_margin(task, ensemble.train.logits),
                        "device": members[0]["environment"]["cuda"],
                        "train_seconds": sum(m["teacher_train_wall_seconds"] for m in members),
                        "source": ",".join(f.relative_to(ROOT).as_posix() for f in folders)})

@@ -150,6 +150,13 @@ def teacher_routes_section() -> list[str]:
             seconds = route.get("train_seconds")
             lines.append(f"| {route['route']} | {value:.2f} | {route['device']} | "
                          f"{'–' if seconds is None else f'{seconds:.0f}'} |")
+        for route in entry["routes"]:
+            if "train_metrics" in route:
+                margin = route.get("train_median_abs_margin")
+                lines += ["", f"On the student's own training pairs the {route['route']} scores {main} "
+                          f"{route['train_metrics'][main]:.2f}"
+                          + (f", median |logit[1] − logit[0]| {margin:.2f}" if margin is not None else "")
+                          + " (the closer to the labels, the less the distillation target adds to them)."]
         if len(singles) > 1:
             lines += ["", f"Single mpnet seeds: mean {sum(singles) / len(singles):.2f}, range {min(singles):.2f}–"
                       f"{max(singles):.2f}."]
