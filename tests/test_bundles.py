@@ -74,6 +74,26 @@ def test_ensemble_of_bundles_is_the_mean_and_checks_its_members(tmp_path: Path) 
         load_logits_bundles(f"{tmp_path / 'a'},{tmp_path / 's'}")
 
 
+def test_bundle_serves_any_subset_of_its_pairs_in_the_data_order(tmp_path: Path) -> None:
+    train, dev = synthetic_pairs(MRPC, 30, seed=0), synthetic_pairs(MRPC, 10, seed=1)
+    bundle = write_logits_bundle(_HashTeacher(MRPC, 1.5), train, dev, tmp_path / "b", show_progress_bar=False)
+    rows = np.array([17, 3, 25, 3, 0])  # reordered, with a repeat
+    part = train.select(rows, source="part")
+    aligned = bundle.aligned_to(part, dev)
+    np.testing.assert_array_equal(aligned.train.logits, bundle.train.logits[rows])
+    np.testing.assert_array_equal(aligned.train.pair_hashes, part.pair_hashes())
+    assert aligned.train.pairs_fingerprint == part.fingerprint()
+    assert aligned.train.teacher_fingerprint == bundle.train.teacher_fingerprint
+    assert aligned.dev is bundle.dev  # same pairs, same order: nothing copied
+    aligned.check_matches(part, dev)
+
+    stranger = synthetic_pairs(MRPC, 3, seed=9)
+    mixed = PairDataset([*part.sentence1, *stranger.sentence1], [*part.sentence2, *stranger.sentence2],
+                        np.concatenate([part.labels, stranger.labels]))
+    with pytest.raises(StaleLogitsError, match="3 of 8 were never scored, first at row 5"):
+        bundle.aligned_to(mixed, dev, source="b")
+
+
 def test_incomplete_bundle_names_what_is_missing(tmp_path: Path) -> None:
     train, dev = synthetic_pairs(MRPC, 8), synthetic_pairs(MRPC, 4, seed=1)
     write_logits_bundle(_HashTeacher(MRPC), train, dev, tmp_path / "b", show_progress_bar=False)
@@ -109,6 +129,13 @@ def test_pipeline_takes_a_carried_bundle_instead_of_a_teacher(binary_teacher: Pa
     assert "teacher_train" not in record["stage_seconds"] and not (out / "teacher").exists()
     assert set(record["results"]) == {"teacher", "dse_student", "pretrained_cosine"}
 
+    # a bundle over all training pairs serves a student trained on a sample of them (quick profiles)
+    full_train = load_glue(MRPC, "train", data_dir=glue_dir())
+    write_logits_bundle(_HashTeacher(MRPC), full_train, dev, tmp_path / "all", show_progress_bar=False)
+    sampled = PipelineConfig(**{**cfg.__dict__, "teacher_logits": str(tmp_path / "all"), "max_train_pairs": 25,
+                                "output_dir": str(tmp_path / "run_sample")})
+    assert run_pipeline(sampled)["train_pairs"] == 25
+
     # a bundle made for other pairs is refused, not silently misaligned
     write_logits_bundle(Teacher(binary_teacher, MRPC, device="cpu"), train.subset(30, seed=1), dev,
                         tmp_path / "other", show_progress_bar=False)
@@ -141,7 +168,7 @@ def test_cli_export_logits_then_pipeline_refuses_stale_bundle(binary_teacher: Pa
     result = runner.invoke(app, ["pipeline", "mrpc", "--teacher-logits", str(tmp_path / "bundle"), "--output-dir",
                                  str(tmp_path / "run"), "--data-dir", str(glue_dir()), "--no-progress"])
     assert result.exit_code == 2
-    assert "do not match the pairs" in result.output or "cover 40 pairs" in result.output
+    assert "do not cover the pairs" in result.output and "were never scored" in result.output
 
 
 def test_carry_weights_round_trip_is_exact_and_verified(tmp_path: Path) -> None:

@@ -167,10 +167,17 @@ def test_logits_then_distill(tiny_base: str, binary_teacher: Path, mrpc_train: P
     model = DSEModel.load(out / "model", device="cpu")
     assert model.task.name == "own" and model.config.training["alpha"] == 0.5
 
-    # logits for other pairs are refused before any training
-    other = write_pairs(tmp_path / "other.tsv", mrpc_train.select(range(31)))
+    # logits for pairs the teacher never scored are refused before any training
+    other = write_pairs(tmp_path / "other.tsv", mrpc_dev)
     result = invoke("distill", "own", "-o", tmp_path / "stale", "--teacher-logits", logits_file,
                     "--base", tiny_base, "--train", other, "--dev", dev, *own)
     assert result.exit_code == 2
-    assert "cover 32 pairs, the data has 31" in result.stderr
+    assert f"do not cover the pairs: {len(mrpc_dev)} of {len(mrpc_dev)} were never scored" in result.stderr
     assert not (tmp_path / "stale").exists()
+
+    # a sample of the scored pairs is fine: its rows are taken by pair hash
+    sample = write_pairs(tmp_path / "sample.tsv", mrpc_train.select(range(31, 0, -2)))
+    result = invoke("distill", "own", "-o", tmp_path / "sample", "--teacher-logits", logits_file, "--alpha", "0.5",
+                    "--base", tiny_base, "--epochs", "1", "--batch-size", "16", "--max-length", str(MAX_LEN),
+                    "--train", sample, "--dev", dev, "--no-progress", *own)
+    assert result.exit_code == 0, result.output

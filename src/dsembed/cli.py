@@ -215,7 +215,7 @@ def distill_cmd(
     if teacher_logits is not None:
         stored = TeacherLogits.load(teacher_logits)
         try:
-            stored.check_matches(train_ds, source=str(teacher_logits))
+            stored = stored.aligned_to(train_ds, source=str(teacher_logits))
         except StaleLogitsError as exc:
             _fail(str(exc))
     elif alpha > 0:

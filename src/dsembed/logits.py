@@ -75,6 +75,26 @@ class TeacherLogits:
                                    f"row {int(bad[0])}")
 
 
+    def aligned_to(self, data: PairDataset, source: str = "") -> TeacherLogits:
+        """These logits in ``data``'s row order, for any subset or reordering of the stored pairs.
+
+        Logits are computed once for all training pairs; a student trained on a sample of them
+        (``--max-train-pairs``, a quick profile) takes its rows by pair hash. A pair the teacher
+        never scored is refused, naming the first such row.
+        """
+        hashes = data.pair_hashes()
+        if len(hashes) == len(self.pair_hashes) and (hashes == self.pair_hashes).all():
+            return self
+        row_of = {int(h): i for i, h in enumerate(self.pair_hashes)}
+        rows = np.fromiter((row_of.get(int(h), -1) for h in hashes), dtype=np.int64, count=len(hashes))
+        missing = np.flatnonzero(rows < 0)
+        if len(missing):
+            where = f" ({source})" if source else ""
+            raise StaleLogitsError(f"teacher logits{where} do not cover the pairs: {len(missing)} of {len(data)} "
+                                   f"were never scored, first at row {int(missing[0])}")
+        return TeacherLogits(self.logits[rows], hashes, self.teacher_fingerprint, data.fingerprint(), self.task)
+
+
 def logits_cache_path(teacher_fingerprint: str, data: PairDataset, root: str | Path | None = None) -> Path:
     key = sha256_bytes(f"{teacher_fingerprint}\n{data.fingerprint()}".encode())[:32]
     return Path(root or cache_dir() / "logits") / key
@@ -163,6 +183,11 @@ class LogitsBundle:
     def check_matches(self, train: PairDataset, dev: PairDataset, source: str = "") -> None:
         self.train.check_matches(train, source=f"{source} train")
         self.dev.check_matches(dev, source=f"{source} dev")
+
+    def aligned_to(self, train: PairDataset, dev: PairDataset, source: str = "") -> LogitsBundle:
+        """This bundle restricted and ordered to ``train`` and ``dev`` (subsets of its pairs)."""
+        return LogitsBundle(self.train.aligned_to(train, f"{source} train"), self.dev.aligned_to(dev, f"{source} dev"),
+                            self.info)
 
 
 def write_logits_bundle(teacher, train: PairDataset, dev: PairDataset, folder: str | Path, *,  # noqa: ANN001

@@ -163,7 +163,7 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
         from .logits import load_logits_bundles
 
         bundle = load_logits_bundles(cfg.teacher_logits)
-        bundle.check_matches(train, dev, source=cfg.teacher_logits)
+        bundle = bundle.aligned_to(train, dev, source=cfg.teacher_logits)  # a subset (quick profile) is fine
         if bundle.train.task != task.name:
             raise ValueError(f"{cfg.teacher_logits} holds logits for task {bundle.train.task}, not {task.name}")
         stored, teacher_dev_logits = bundle.train, bundle.dev.logits
