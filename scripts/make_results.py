@@ -166,8 +166,50 @@ def teacher_routes_section() -> list[str]:
 
 def _setting_name(path: Path) -> str:
     if path.parent.parent.name == "full":
-        return "official defaults (the full-size run above)"
+        return "defaults (the full-size run above)"
     return path.parent.name.split("-", 1)[1]
+
+
+def _student_setting(cfg: dict[str, Any]) -> str:
+    """Every student setting a sweep varies, except the seed (seeds of one setting are averaged)."""
+    head_lr = cfg.get("head_learning_rate") or cfg.get("learning_rate")
+    return (f"lr {cfg.get('learning_rate'):g}, head lr {head_lr:g}, {cfg.get('student_epochs'):g} epochs, "
+            f"α {cfg.get('alpha'):g}")
+
+
+def settings_summary(records: list[dict[str, Any]]) -> list[str]:
+    """Seed means per (setting, task), then the issue's two targets for every setting run on all tasks."""
+    groups: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for rec in records:
+        if "label_only_student" not in rec["results"]:
+            continue
+        groups.setdefault(_student_setting(rec["config"]), {}).setdefault(rec["task"], []).append(rec)
+    tasks = sorted({rec["task"] for rec in records})
+    lines = ["### Per setting: seed means and the targets", "",
+             "Each cell: DSE student / label-only student, mean over the seeds run (their number in brackets). "
+             "The targets are judged on these means: DSE above label-only on every task, and the average relative "
+             f"degradation of the DSE student vs the teacher at most {PAPER_AVG_DEGRADATION}%.", "",
+             "| student settings | " + " | ".join(tasks) + " | DSE > label-only on every task | "
+             "avg. DSE rel. degradation (%) |", "|---|" + "---|" * len(tasks) + "---|---:|"]
+    for setting, by_task in sorted(groups.items()):
+        cells, wins, degradations = [], [], []
+        for task in tasks:
+            recs = by_task.get(task, [])
+            if not recs:
+                cells.append("–")
+                continue
+            main = recs[0]["main_metric"]
+            dse = sum(r["results"]["dse_student"][main] for r in recs) / len(recs)
+            lo = sum(r["results"]["label_only_student"][main] for r in recs) / len(recs)
+            teacher = sum(r["results"]["teacher"][main] for r in recs) / len(recs)
+            cells.append(f"{_fmt(dse)} / {_fmt(lo)} ({len(recs)})")
+            wins.append(dse > lo)
+            degradations.append(100.0 * (teacher - dse) / teacher)
+        complete = len(wins) == len(tasks)
+        every = ("yes" if all(wins) else "no") if complete else "not run on every task"
+        avg = _fmt(sum(degradations) / len(degradations)) if complete else "–"
+        lines.append(f"| {setting} | " + " | ".join(cells) + f" | {every} | {avg} |")
+    return [*lines, ""]
 
 
 def sweeps_section() -> list[str]:
@@ -184,19 +226,22 @@ def sweeps_section() -> list[str]:
              "DSE and label-only students of a row share every setting). Dev set, main metric.", "",
              "| task | setting | student settings | DSE student | label-only student | DSE − label-only | teacher | "
              "DSE rel. degradation (%) |", "|---|---|---|---:|---:|---:|---:|---:|"]
+    records = []
     for path in paths:
         rec = json.loads(path.read_text())
+        records.append(rec)
         main, res = rec["main_metric"], rec["results"]
         cfg = rec["config"]
-        head_lr = cfg.get("head_learning_rate") or cfg.get("learning_rate")
-        options = (f"lr {cfg.get('learning_rate'):g}, head lr {head_lr:g}, {cfg.get('student_epochs'):g} epochs, "
-                   f"α {cfg.get('alpha'):g}, seed {cfg.get('seed')}")
+        options = f"{_student_setting(cfg)}, seed {cfg.get('seed')}"
         dse, lo = res["dse_student"][main], res.get("label_only_student", {}).get(main)
         diff = None if lo is None else dse - lo
         lines.append(f"| {rec['task']} | {_setting_name(path)} | {options} | "
                      f"{_fmt(dse)} | {_fmt(lo)} | {_fmt(diff, signed=True)} | {_fmt(res['teacher'][main])} | "
                      f"{_fmt(rec['relative_degradation_pct']['dse_student'], signed=True)} |")
-    return [*lines, ""]
+    # the summary also counts the full-size runs of tasks not swept yet, so no task is silently left out
+    records += [json.loads(p.read_text()) for p in sorted((RESULTS / "full").glob("*/record.json"))
+                if p.parent.name not in swept]
+    return [*lines, "", *settings_summary(records)]
 
 
 def speed_section() -> list[str]:
