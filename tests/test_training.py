@@ -290,6 +290,11 @@ def test_head_learning_rate_groups(tiny_base: str, tmp_path: Path) -> None:
         seen += len(group["params"])
     assert seen == sum(1 for p in model.parameters() if p.requires_grad)
 
+    # None is the official single rate: every parameter at the encoder's
+    assert DistillConfig().head_learning_rate == 1e-3  # the default (RESULTS.md, "Student settings tried")
+    single = DistillationTrainer(model=model, args=args, head_learning_rate=None).create_optimizer()
+    assert {group["lr"] for group in single.param_groups} == {1e-5}
+
 
 # ---- pipeline -------------------------------------------------------------------------------------
 

@@ -75,8 +75,9 @@ def pipeline(
     teacher_epochs: Annotated[float | None, typer.Option()] = None,
     student_epochs: Annotated[float | None, typer.Option()] = None,
     learning_rate: Annotated[float | None, typer.Option(help="student encoder learning rate")] = None,
-    head_learning_rate: Annotated[float | None, typer.Option(help="student head learning rate "
-                                                             "(default: the encoder's)")] = None,
+    head_learning_rate: Annotated[float | None, typer.Option(
+        help="student head learning rate (default 1e-3; the official single rate: pass the --learning-rate "
+             "value)")] = None,
     seed: Annotated[int | None, typer.Option()] = None,
     max_train_pairs: Annotated[int | None, typer.Option()] = None,
     max_length: Annotated[int | None, typer.Option()] = None,
@@ -196,8 +197,9 @@ def distill_cmd(
     top_k: int = 4,
     epochs: float = 3.0,
     learning_rate: float = 2e-5,
-    head_learning_rate: Annotated[float | None, typer.Option(
-        help="learning rate of the freshly initialised head (default: --learning-rate)")] = None,
+    head_learning_rate: Annotated[float, typer.Option(
+        help="learning rate of the freshly initialised head (the official single rate: pass the "
+             "--learning-rate value)")] = 1e-3,
     batch_size: int = 32,
     max_length: int | None = None,
     max_train_pairs: int | None = None,

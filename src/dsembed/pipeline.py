@@ -32,7 +32,7 @@ PROFILES: dict[str, dict[str, Any]] = {
     # The main job: finishes in minutes on a laptop-class CPU; numbers are indicative only.
     # A subset and short sequences; a higher teacher lr and head lr make up for the few steps.
     "quick": {"max_train_pairs": 1000, "teacher_epochs": 3.0, "teacher_learning_rate": 6e-5,
-              "student_epochs": 2.0, "max_length": 64, "head_learning_rate": 1e-3},
+              "student_epochs": 2.0, "max_length": 64},
 }
 
 
@@ -50,7 +50,7 @@ class PipelineConfig:
     student_base: str = "all-MiniLM-L6-v2"
     student_epochs: float = 3.0
     learning_rate: float = 2e-5
-    head_learning_rate: float | None = None
+    head_learning_rate: float | None = 1e-3  # None: the encoder's rate (the official single rate)
     batch_size: int = 32
     alpha: float = 0.5
     pooling: str = "topk"
