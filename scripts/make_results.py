@@ -177,6 +177,11 @@ def _student_setting(cfg: dict[str, Any]) -> str:
             f"α {cfg.get('alpha'):g}")
 
 
+def _fidelity(rec: dict[str, Any]) -> str:
+    fid = rec.get("teacher_fidelity_dev", {})
+    return " / ".join(_fmt(fid.get(name, {}).get("spearman")) for name in ("dse_student", "label_only_student"))
+
+
 def settings_summary(records: list[dict[str, Any]]) -> list[str]:
     """Seed means per (setting, task), then the issue's two targets for every setting run on all tasks."""
     groups: dict[str, dict[str, list[dict[str, Any]]]] = {}
@@ -224,8 +229,10 @@ def sweeps_section() -> list[str]:
     lines = ["## Student settings tried", "",
              "Full-size runs of `benchmarks/student_sweep.sh TASK NAME OPTIONS` (same mpnet-ensemble teacher; the "
              "DSE and label-only students of a row share every setting). Dev set, main metric.", "",
+             "Fidelity: Spearman correlation between the student's and the teacher's dev-set scores, DSE / "
+             "label-only (what distillation aims at; – for records made before it was recorded).", "",
              "| task | setting | student settings | DSE student | label-only student | DSE − label-only | teacher | "
-             "DSE rel. degradation (%) |", "|---|---|---|---:|---:|---:|---:|---:|"]
+             "DSE rel. degradation (%) | fidelity to teacher |", "|---|---|---|---:|---:|---:|---:|---:|---:|"]
     records = []
     for path in paths:
         rec = json.loads(path.read_text())
@@ -237,7 +244,7 @@ def sweeps_section() -> list[str]:
         diff = None if lo is None else dse - lo
         lines.append(f"| {rec['task']} | {_setting_name(path)} | {options} | "
                      f"{_fmt(dse)} | {_fmt(lo)} | {_fmt(diff, signed=True)} | {_fmt(res['teacher'][main])} | "
-                     f"{_fmt(rec['relative_degradation_pct']['dse_student'], signed=True)} |")
+                     f"{_fmt(rec['relative_degradation_pct']['dse_student'], signed=True)} | {_fidelity(rec)} |")
     # the summary also counts the full-size runs of tasks not swept yet, so no task is silently left out
     records += [json.loads(p.read_text()) for p in sorted((RESULTS / "full").glob("*/record.json"))
                 if p.parent.name not in swept]

@@ -84,6 +84,20 @@ def test_tune_threshold_separates_separable_data() -> None:
     assert compute_metrics(RTE, (many - t)[:, None], gold)["accuracy"] > 99.9
 
 
+def test_teacher_fidelity_measures_the_distillation_target() -> None:
+    from dsembed.evaluation import teacher_fidelity
+
+    teacher = np.array([[0.0, 2.0], [1.0, -1.0], [0.0, 0.5], [3.0, 0.0]])  # binary target: logit[1]-logit[0]
+    exact = teacher_fidelity(MRPC, np.array([2.0, -2.0, 0.5, -3.0]), teacher)
+    assert exact["logit_mse"] == 0.0 and exact["decision_agreement"] == 100.0
+    assert exact["pearson"] == pytest.approx(100.0) and exact["spearman"] == pytest.approx(100.0)
+    off = teacher_fidelity(MRPC, np.array([[1.0], [-2.0], [-0.5], [-3.0]]), teacher)
+    assert off["logit_mse"] == pytest.approx((1.0 + 0 + 1.0 + 0) / 4) and off["decision_agreement"] == 75.0
+    nli = teacher_fidelity(NLI3, np.eye(3)[[0, 1, 1]], np.eye(3)[[0, 1, 2]] * 2)
+    assert nli["decision_agreement"] == pytest.approx(200 / 3) and "spearman" not in nli
+    assert nli["logit_mse"] == pytest.approx((1.0 + 1.0 + (1 + 4)) / 3)
+
+
 def test_relative_degradation() -> None:
     assert relative_degradation(80.0, 76.0) == pytest.approx(5.0)
     assert relative_degradation(80.0, 84.0) == pytest.approx(-5.0)

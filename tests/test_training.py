@@ -327,6 +327,9 @@ def test_run_pipeline_end_to_end(tiny_base: str, tmp_path: Path) -> None:
     assert record["stages"]["dse_student"]["training"]["alpha"] == 0.5
     assert record["stages"]["label_only_student"]["training"]["alpha"] == 0.0
     assert record["stages"]["pretrained_cosine"]["threshold"] is not None
+    fidelity = record["teacher_fidelity_dev"]
+    assert set(fidelity) == {"dse_student", "label_only_student"}
+    assert all(f["logit_mse"] >= 0 and 0 <= f["decision_agreement"] <= 100 for f in fidelity.values())
     assert (out / "teacher" / "model" / TEACHER_INFO).is_file()
     assert list((out / "logits_cache").rglob("logits.safetensors"))
     png = out / "student_vs_teacher.png"

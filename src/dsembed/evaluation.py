@@ -39,6 +39,27 @@ def compute_metrics(task: TaskSpec, logits: np.ndarray, labels: np.ndarray, teac
     return out
 
 
+def teacher_fidelity(task: TaskSpec, student_logits: np.ndarray, teacher_logits: np.ndarray) -> dict[str, float]:
+    """How closely a student reproduces its teacher on held-out pairs: the quantity distillation aims at.
+
+    ``teacher_logits`` are raw (teacher space). Returns the mean squared logit error (the DSE loss term),
+    Pearson/Spearman between the two scores (single-output tasks) and, for classification, how often the
+    student's decision equals the teacher's (in %).
+    """
+    student = np.asarray(student_logits, dtype=np.float64).reshape(len(student_logits), -1)
+    target = np.asarray(task.teacher_to_student_logits(np.asarray(teacher_logits, dtype=np.float64)))
+    target = target.reshape(len(target), -1)
+    out = {"logit_mse": float(((student - target) ** 2).sum(axis=1).mean())}
+    if student.shape[1] == 1 and len(student) > 1:
+        out["pearson"] = 100.0 * float(pearsonr(student[:, 0], target[:, 0]).statistic)
+        out["spearman"] = 100.0 * float(spearmanr(student[:, 0], target[:, 0]).statistic)
+    if task.kind == "binary":
+        out["decision_agreement"] = 100.0 * float(((student[:, 0] > 0) == (target[:, 0] > 0)).mean())
+    elif task.kind == "multiclass":
+        out["decision_agreement"] = 100.0 * float((student.argmax(axis=1) == target.argmax(axis=1)).mean())
+    return out
+
+
 def relative_degradation(teacher_score: float, student_score: float) -> float:
     """(teacher - student) / teacher, in % — the paper's per-task degradation figure (NaN if teacher is 0)."""
     if teacher_score == 0:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from .data import PairDataset, load_glue, read_pairs
-from .evaluation import compute_metrics, cosine_baseline, evaluate_student, relative_degradation
+from .evaluation import compute_metrics, cosine_baseline, evaluate_student, relative_degradation, teacher_fidelity
 from .logits import compute_teacher_logits
 from .modeling import DSEModel
 from .tasks import TaskSpec, custom_task, get_task
@@ -214,6 +214,8 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
     main = task.main_metric
     degradation = {name: relative_degradation(results["teacher"][main], results[name][main])
                    for name in results if name != "teacher"}
+    # how closely each student reproduces the teacher on the dev pairs (distillation should tighten this)
+    fidelity = {name: teacher_fidelity(task, logits, teacher_dev_logits) for name, logits in student_dev_logits.items()}
     record = {
         "task": task.name,
         "main_metric": main,
@@ -224,6 +226,7 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
         "dev_pairs": len(dev),
         "results": results,
         "relative_degradation_pct": degradation,
+        "teacher_fidelity_dev": fidelity,
         "stage_seconds": timer.stages,
         "stage_load_average_after": timer.load_after,
         "stages": stage_info,
