@@ -100,6 +100,16 @@ def pipeline_section(kind: str, records: list[dict[str, Any]]) -> list[str]:
             wall = rec["main_job_wall_seconds"]
             checks.append(f"- {task}: the main job took {wall} s end to end "
                           f"({'within' if wall < 600 else 'OVER'} the 10-minute target).")
+        fidelity = rec.get("teacher_fidelity_dev")
+        if fidelity:
+            parts = []
+            for name, f in fidelity.items():
+                agree = f" , same decision as the teacher on {_fmt(f['decision_agreement'])}% of pairs" \
+                    if "decision_agreement" in f else ""
+                parts.append(f"{NAMES.get(name, name)}: Spearman {_fmt(f.get('spearman'))}, logit MSE "
+                             f"{f['logit_mse']:.2f}{agree}".replace(" ,", ","))
+            lines += ["", "Fidelity to the teacher on the dev pairs (student score vs teacher score): "
+                      + "; ".join(parts) + "."]
         times = _stage_times(rec)
         env = rec["environment"]
         load = rec.get("stage_load_average_after")
