@@ -74,7 +74,6 @@ class TeacherLogits:
             raise StaleLogitsError(f"teacher logits{where} do not match the pairs: {len(bad)} differ, first at "
                                    f"row {int(bad[0])}")
 
-
     def aligned_to(self, data: PairDataset, source: str = "") -> TeacherLogits:
         """These logits in ``data``'s row order, for any subset or reordering of the stored pairs.
 

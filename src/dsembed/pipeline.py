@@ -30,7 +30,7 @@ PROFILES: dict[str, dict[str, Any]] = {
     # Everything, default hyper-parameters (hours on a 2-core CPU, minutes on a GPU).
     "full": {},
     # The main job: finishes in minutes on a laptop-class CPU; numbers are indicative only.
-    # A subset and short sequences; a higher teacher lr and head lr make up for the few steps.
+    # A subset and short sequences; a higher teacher lr makes up for the few steps.
     "quick": {"max_train_pairs": 1000, "teacher_epochs": 3.0, "teacher_learning_rate": 6e-5,
               "student_epochs": 2.0, "max_length": 64},
 }
