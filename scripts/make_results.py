@@ -261,6 +261,30 @@ def sweeps_section() -> list[str]:
     return [*lines, "", *settings_summary(records)]
 
 
+def diagnostics_section() -> list[str]:
+    """Student fit to the teacher on its own training pairs (benchmarks/train_fidelity.py)."""
+    paths = sorted((RESULTS / "diagnostics").glob("*-train-fidelity.json")) if (RESULTS / "diagnostics").is_dir() \
+        else []
+    if not paths:
+        return []
+    lines = ["## Diagnostics: how well the students fit the teacher on their own training pairs", "",
+             "From `python benchmarks/train_fidelity.py RUN_DIR` (records in `results/diagnostics/`). Train: the "
+             "pairs the students were fitted to; dev: held out (from the run's record). Spearman between student and "
+             "teacher scores; logit MSE is the DSE loss term; main metric of each model on the training pairs.", "",
+             "| run | model | train: main metric | train: Spearman to teacher | train: logit MSE | "
+             "dev: Spearman to teacher |", "|---|---|---:|---:|---:|---:|"]
+    for path in paths:
+        rec = json.loads(path.read_text())
+        run = path.name.removesuffix("-train-fidelity.json")
+        main = rec["main_metric"]
+        lines.append(f"| {run} | teacher | {_fmt(rec['teacher_train_metrics'].get(main))} | – | – | – |")
+        for name, values in rec["students"].items():
+            fid, dev = values["train_fidelity"], (rec.get("dev_fidelity") or {}).get(name, {})
+            lines.append(f"| {run} | {NAMES.get(name, name)} | {_fmt(values['train_metrics'].get(main))} | "
+                         f"{_fmt(fid.get('spearman'))} | {fid['logit_mse']:.2f} | {_fmt(dev.get('spearman'))} |")
+    return [*lines, ""]
+
+
 def speed_section() -> list[str]:
     records = sorted((RESULTS / "speed").glob("*.json")) if (RESULTS / "speed").is_dir() else []
     if not records:
@@ -291,6 +315,7 @@ def main() -> None:
         if records:
             out += pipeline_section(kind, records)
     out += sweeps_section()
+    out += diagnostics_section()
     out += speed_section()
     (ROOT / "RESULTS.md").write_text("\n".join(out).rstrip() + "\n")
     print(f"wrote {ROOT / 'RESULTS.md'}")

@@ -1,0 +1,68 @@
+#!/usr/bin/env python
+"""How well each student of a finished pipeline run fits the teacher on its own *training* pairs.
+
+The dev-set fidelity in every pipeline record says how far a student is from the teacher on held-out
+pairs. This diagnostic adds the training side: a DSE student that is also far from the teacher on the
+pairs it was fitted to is underfitting the distillation target (more epochs or capacity would help);
+one that fits them closely but not the dev pairs is overfitting it.
+
+    python benchmarks/train_fidelity.py RUN_DIR  ->  results/diagnostics/<task>-<run name>-train-fidelity.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from dsembed.evaluation import compute_metrics, teacher_fidelity  # noqa: E402
+from dsembed.logits import load_logits_bundles  # noqa: E402
+from dsembed.modeling import DSEModel  # noqa: E402
+from dsembed.pipeline import PipelineConfig, _load_data  # noqa: E402
+from dsembed.tasks import get_task  # noqa: E402
+from dsembed.utils import atomic_write_json, environment_record  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run_dir", type=Path, help="a pipeline output folder made with --teacher-logits")
+    parser.add_argument("--out", type=Path, default=ROOT / "results" / "diagnostics")
+    args = parser.parse_args()
+    run_dir = args.run_dir.absolute()
+    record = json.loads((run_dir / "record.json").read_text())
+    cfg = PipelineConfig(**record["config"])
+    if not cfg.teacher_logits:
+        raise SystemExit(f"{run_dir}: this diagnostic needs a run made from teacher-logits bundles")
+    task = get_task(cfg.task)
+    train, dev = _load_data(cfg, task)
+    bundle = load_logits_bundles(cfg.teacher_logits).aligned_to(train, dev, source=cfg.teacher_logits)
+    out: dict = {"task": task.name, "main_metric": task.main_metric, "run_dir": str(run_dir),
+                 "train_pairs": len(train), "students": {},
+                 "dev_fidelity": record.get("teacher_fidelity_dev"),
+                 "teacher_train_metrics": compute_metrics(task, bundle.train.logits, train.labels, teacher=True)}
+    for name in ("dse_student", "label_only_student"):
+        folder = run_dir / name / "model"
+        if not folder.is_dir():
+            continue
+        start = time.perf_counter()
+        model = DSEModel.load(folder, device="cpu")
+        logits = model.predict(train.pairs(), batch_size=64, show_progress_bar=False, apply_activation=False)
+        out["students"][name] = {"train_fidelity": teacher_fidelity(task, logits, bundle.train.logits),
+                                 "train_metrics": compute_metrics(task, logits, train.labels),
+                                 "seconds": time.perf_counter() - start}
+    out["environment"] = environment_record()
+    # full-v3/mrpc -> mrpc-full-v3; sweep/mrpc-default-seed-43 stays as it is
+    run_name = f"{task.name}-{run_dir.parent.name}" if run_dir.name == task.name else run_dir.name
+    path = args.out / f"{run_name}-train-fidelity.json"
+    atomic_write_json(path, out)
+    print(json.dumps({k: v["train_fidelity"] for k, v in out["students"].items()}, indent=2))
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
