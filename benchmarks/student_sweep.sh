@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One student setting on one task, full size, with the GPU-trained mpnet ensemble teacher:
 #   benchmarks/student_sweep.sh TASK NAME [extra `dsembed pipeline` options...]
-# e.g. benchmarks/student_sweep.sh mrpc head-lr-1e-3 --head-learning-rate 1e-3
+# e.g. benchmarks/student_sweep.sh mrpc epochs-8 --student-epochs 8
 # Trains the DSE and the label-only student with the same settings (a fair pair), records to
 # results/sweeps/TASK-NAME/record.json and regenerates RESULTS.md. Resumable like every pipeline run.
 set -euo pipefail

@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from dsembed.evaluation import compute_metrics, teacher_fidelity  # noqa: E402
+from dsembed.evaluation import compute_metrics, evaluate_student, teacher_fidelity  # noqa: E402
 from dsembed.logits import load_logits_bundles  # noqa: E402
 from dsembed.modeling import DSEModel  # noqa: E402
 from dsembed.pipeline import PipelineConfig, _load_data  # noqa: E402
@@ -51,10 +51,9 @@ def main() -> None:
             continue
         start = time.perf_counter()
         model = DSEModel.load(folder, device="cpu")
-        logits = model.predict(train.pairs(), batch_size=64, show_progress_bar=False, apply_activation=False)
+        metrics, logits = evaluate_student(model, task, train, show_progress_bar=False)
         out["students"][name] = {"train_fidelity": teacher_fidelity(task, logits, bundle.train.logits),
-                                 "train_metrics": compute_metrics(task, logits, train.labels),
-                                 "seconds": time.perf_counter() - start}
+                                 "train_metrics": metrics, "seconds": time.perf_counter() - start}
     out["environment"] = environment_record()
     # full-v3/mrpc -> mrpc-full-v3; sweep/mrpc-default-seed-43 stays as it is
     run_name = f"{task.name}-{run_dir.parent.name}" if run_dir.name == task.name else run_dir.name

@@ -232,7 +232,7 @@ def sweeps_section() -> list[str]:
     paths = sorted((RESULTS / "sweeps").glob("*/record.json")) if (RESULTS / "sweeps").is_dir() else []
     if not paths:
         return []
-    # each task's full-size run (official settings) is the reference row of its sweep
+    # each task's full-size run (default settings) is the reference row of its sweep
     swept = {p.parent.name.split("-", 1)[0] for p in paths}
     paths = sorted([*paths, *(p for p in (RESULTS / "full").glob("*/record.json") if p.parent.name in swept)],
                    key=lambda p: (p.parent.name.split("-", 1)[0], p.parent.parent.name != "full", p.parent.name))
