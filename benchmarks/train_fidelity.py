@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT / "src"))
 from dsembed.evaluation import compute_metrics, evaluate_student, teacher_fidelity  # noqa: E402
 from dsembed.logits import load_logits_bundles  # noqa: E402
 from dsembed.modeling import DSEModel  # noqa: E402
-from dsembed.pipeline import PipelineConfig, _load_data  # noqa: E402
+from dsembed.pipeline import PipelineConfig, load_pipeline_data  # noqa: E402
 from dsembed.tasks import get_task  # noqa: E402
 from dsembed.utils import atomic_write_json, environment_record  # noqa: E402
 
@@ -39,7 +39,7 @@ def main() -> None:
     if not cfg.teacher_logits:
         raise SystemExit(f"{run_dir}: this diagnostic needs a run made from teacher-logits bundles")
     task = get_task(cfg.task)
-    train, dev = _load_data(cfg, task)
+    train, dev = load_pipeline_data(cfg, task)
     bundle = load_logits_bundles(cfg.teacher_logits).aligned_to(train, dev, source=cfg.teacher_logits)
     out: dict = {"task": task.name, "main_metric": task.main_metric, "run_dir": str(run_dir),
                  "train_pairs": len(train), "students": {},

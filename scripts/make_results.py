@@ -10,6 +10,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results"
+sys.path.insert(0, str(ROOT / "src"))  # the library's own formulas, even without an installed dsembed
 PAPER_AVG_DEGRADATION = 4.6  # Barkan et al. 2020, average over five GLUE pair tasks
 CLEAR_MARGIN = 1.0  # points of the main metric a teacher must gain over the best embedding baseline
 
@@ -194,6 +195,8 @@ def _fidelity(rec: dict[str, Any]) -> str:
 
 def settings_summary(records: list[dict[str, Any]]) -> list[str]:
     """Seed means per (setting, task), then the issue's two targets for every setting run on all tasks."""
+    from dsembed.evaluation import relative_degradation  # the one definition the records were made with
+
     groups: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for rec in records:
         if "label_only_student" not in rec["results"]:
@@ -219,7 +222,7 @@ def settings_summary(records: list[dict[str, Any]]) -> list[str]:
             teacher = sum(r["results"]["teacher"][main] for r in recs) / len(recs)
             cells.append(f"{_fmt(dse)} / {_fmt(lo)} ({len(recs)})")
             wins.append(dse > lo)
-            degradations.append(100.0 * (teacher - dse) / teacher)
+            degradations.append(relative_degradation(teacher, dse))
         complete = len(wins) == len(tasks)
         every = ("yes" if all(wins) else "no") if complete else "not run on every task"
         avg = _fmt(sum(degradations) / len(degradations)) if complete else "–"
@@ -290,7 +293,6 @@ def speed_section() -> list[str]:
     if not records:
         return []
     try:
-        sys.path.insert(0, str(ROOT / "src"))
         from dsembed.bench import render_markdown
     except ImportError:
         render_markdown = None

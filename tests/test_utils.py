@@ -34,3 +34,18 @@ def test_atomic_write_json_round_trip(tmp_path: Path) -> None:
 
     atomic_write_json(tmp_path / "x.json", {"b": 1, "a": [1, 2]})
     assert json.loads((tmp_path / "x.json").read_text()) == {"a": [1, 2], "b": 1}
+
+
+def test_atomic_write_gives_the_mode_open_would_and_leaves_the_umask_alone(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    from dsembed.utils import atomic_write_bytes
+
+    previous = os.umask(0o027)
+    try:
+        atomic_write_bytes(tmp_path / "f.bin", b"x")
+        assert stat.S_IMODE((tmp_path / "f.bin").stat().st_mode) == 0o640
+        assert os.umask(0o027) == 0o027  # still what we set: the write did not touch it
+    finally:
+        os.umask(previous)

@@ -102,7 +102,11 @@ def _task(cfg: PipelineConfig) -> TaskSpec:
     return get_task(cfg.task)
 
 
-def _load_data(cfg: PipelineConfig, task: TaskSpec) -> tuple[PairDataset, PairDataset]:
+def load_pipeline_data(cfg: PipelineConfig, task: TaskSpec) -> tuple[PairDataset, PairDataset]:
+    """The train and dev pairs a pipeline run with ``cfg`` uses (own files or GLUE, then subsets).
+
+    Public so that diagnostics see exactly the pairs the students were trained and selected on.
+    """
     if bool(cfg.train_file) != bool(cfg.dev_file):
         raise ValueError("own data needs both a train file and a dev file")
     if cfg.train_file and cfg.dev_file:
@@ -115,7 +119,6 @@ def _load_data(cfg: PipelineConfig, task: TaskSpec) -> tuple[PairDataset, PairDa
         if ds.skipped:
             logger.warning("skipped %d malformed rows in %s", ds.skipped, ds.source)
     return train.subset(cfg.max_train_pairs, seed=cfg.seed), dev.subset(cfg.max_dev_pairs, seed=cfg.seed)
-
 
 
 def _teacher_stage(cfg: PipelineConfig, task: TaskSpec, train: PairDataset, dev: PairDataset, out: Path,
@@ -153,7 +156,7 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     timer = _Timer()
-    train, dev = timer.run("load_data", _load_data, cfg, task)
+    train, dev = timer.run("load_data", load_pipeline_data, cfg, task)
     logger.info("%s: %d train pairs, %d dev pairs", task.name, len(train), len(dev))
     progress = cfg.show_progress_bar
     stage_info: dict[str, Any] = {}

@@ -17,10 +17,31 @@ import numpy as np
 import torch
 
 
-def _umask() -> int:
-    mask = os.umask(0)
+def _read_umask_without_setting() -> int | None:
+    """The process umask from /proc (Linux >= 4.7), or None where that is not available."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def _probe_umask() -> int:
+    # os.umask can only be read by setting it; done once, at import, before worker threads exist.
+    mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+_UMASK_AT_IMPORT = _probe_umask()
+
+
+def _umask() -> int:
+    """The umask an ``open()`` would apply now, read without changing it (no window for threads)."""
+    mask = _read_umask_without_setting()
+    return _UMASK_AT_IMPORT if mask is None else mask
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
