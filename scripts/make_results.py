@@ -261,7 +261,31 @@ def sweeps_section() -> list[str]:
     # the summary also counts the full-size runs of tasks not swept yet, so no task is silently left out
     records += [json.loads(p.read_text()) for p in sorted((RESULTS / "full").glob("*/record.json"))
                 if p.parent.name not in swept]
-    return [*lines, "", *settings_summary(records)]
+    return [*lines, "", *settings_summary(records), *dev_curves(paths)]
+
+
+def dev_curves(paths: list[Path]) -> list[str]:
+    """The main dev metric after each epoch, for the runs whose records keep it: a best epoch that is
+    the last one says the run wanted more steps."""
+    rows = []
+    for path in paths:
+        rec = json.loads(path.read_text())
+        main = rec["main_metric"]
+        for name in ("dse_student", "label_only_student"):
+            curve = rec["stages"].get(name, {}).get("training", {}).get("dev_curve")
+            if not curve:
+                continue
+            values = [row.get(main) for row in curve]
+            best = max(range(len(values)), key=lambda i: values[i] if values[i] is not None else float("-inf"))
+            cells = [f"**{_fmt(v)}**" if i == best else _fmt(v) for i, v in enumerate(values)]
+            rows.append(f"| {rec['task']} | {_setting_name(path)} | {rec['config'].get('seed')} | "
+                        f"{NAMES[name]} | {' · '.join(cells)} |")
+    if not rows:
+        return []
+    return ["### Dev curves", "",
+            "Main dev metric after each epoch (the selected epoch in bold), for records made since the curve is "
+            "kept in the training record.", "",
+            "| task | setting | seed | model | by epoch |", "|---|---|---:|---|---|", *rows, ""]
 
 
 def diagnostics_section() -> list[str]:

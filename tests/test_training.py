@@ -32,6 +32,8 @@ def test_binary_teacher_folder_loads_in_cross_encoder(binary_teacher: Path, mrpc
     assert {"accuracy", "f1"} <= set(info["dev_metrics"])
     assert info["max_length"] == MAX_LEN
     assert info["best_checkpoint"] is not None
+    assert len(info["dev_curve"]) == 1 and info["dev_curve"][0]["epoch"] == 1.0
+    assert info["dev_curve"][0]["f1"] == pytest.approx(info["dev_metrics"]["f1"])  # one epoch: it is the best
     ce = CrossEncoder(str(binary_teacher), device="cpu")
     scores = ce.predict(SHORT_PAIRS)
     assert scores.shape == (3, 2) and np.all(np.isfinite(scores))
@@ -251,7 +253,14 @@ def test_distill_resumes_from_checkpoints(tiny_base: str, mrpc_train: PairDatase
     assert steps == [2, 3]
     state = json.loads((tmp_path / "checkpoints" / "checkpoint-4" / "trainer_state.json").read_text())
     assert state["global_step"] == 4
-    assert json.loads((tmp_path / "training.json").read_text())["epochs"] == 2
+    training = json.loads((tmp_path / "training.json").read_text())
+    assert training["epochs"] == 2
+    # the resumed run's dev curve still holds the first epoch's evaluation, one row per epoch
+    assert [row["epoch"] for row in training["dev_curve"]] == [1.0, 2.0]
+    assert {"accuracy", "f1", "loss"} <= set(training["dev_curve"][0])
+    from dsembed.utils import dev_curve_from_checkpoints
+
+    assert dev_curve_from_checkpoints(tmp_path / "checkpoints") == training["dev_curve"]
 
     # resume=False starts over
     steps.clear()
@@ -339,6 +348,16 @@ def test_run_pipeline_end_to_end(tiny_base: str, tmp_path: Path) -> None:
     for row in ("teacher (cross-encoder)", "DSE student (alpha>0)", "label-only student (alpha=0)",
                 "pretrained encoder + cosine", "mrpc dev (20 pairs), trained on 40 pairs"):
         assert row in table
+
+    # a student recorded before dev curves were kept gets its curve back from its checkpoints
+    assert [row["epoch"] for row in record["stages"]["dse_student"]["training"]["dev_curve"]] == [1.0]
+    training_file = out / "dse_student" / "training.json"
+    older = json.loads(training_file.read_text())
+    curve = older.pop("dev_curve")
+    training_file.write_text(json.dumps(older))
+    again = run_pipeline(cfg)
+    assert again["stages"]["dse_student"]["source"] == "reused"
+    assert again["stages"]["dse_student"]["training"]["dev_curve"] == curve
     teacher_row = next(line for line in table.splitlines() if line.startswith("teacher"))
     assert f"{record['results']['teacher']['f1']:.2f}" in teacher_row
 

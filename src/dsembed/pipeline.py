@@ -22,7 +22,7 @@ from .modeling import DSEModel
 from .tasks import TaskSpec, custom_task, get_task
 from .teacher import TEACHER_INFO, TeacherRecipe, load_teacher, teacher_run_config, train_teacher
 from .trainer import DistillConfig, distill, distill_run_config
-from .utils import atomic_write_json, check_run_config, environment_record, load_average
+from .utils import atomic_write_json, check_run_config, dev_curve_from_checkpoints, environment_record, load_average
 
 logger = logging.getLogger("dsembed.pipeline")
 
@@ -194,7 +194,12 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
             timer.run(f"{name}_train", distill, task, train, dev, folder, stored.logits, dcfg,
                       show_progress_bar=progress)
             stage_info[name] = {"source": "trained"}
-        stage_info[name]["training"] = json.loads((folder / "training.json").read_text())
+        training = json.loads((folder / "training.json").read_text())
+        if "dev_curve" not in training:  # recorded before curves were kept: read it from the checkpoints
+            curve = dev_curve_from_checkpoints(folder / "checkpoints")
+            if curve is not None:
+                training["dev_curve"] = curve
+        stage_info[name]["training"] = training
         model = DSEModel.load(folder / "model")
         metrics, logits = timer.run(f"{name}_dev_eval", evaluate_student, model, task, dev,
                                     show_progress_bar=progress)

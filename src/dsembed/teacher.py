@@ -30,7 +30,15 @@ from transformers import (
 from .data import PairDataset
 from .evaluation import compute_metrics
 from .tasks import TaskSpec
-from .utils import atomic_dir, atomic_write_json, check_run_config, default_device, folder_fingerprint, set_seed
+from .utils import (
+    atomic_dir,
+    atomic_write_json,
+    check_run_config,
+    default_device,
+    dev_curve,
+    folder_fingerprint,
+    set_seed,
+)
 
 logger = logging.getLogger("dsembed.teacher")
 
@@ -142,6 +150,7 @@ def train_teacher(task: TaskSpec, train: PairDataset, dev: PairDataset, output_d
     start = time.perf_counter()
     trainer.train(resume_from_checkpoint=True if has_checkpoint else None)
     train_seconds = time.perf_counter() - start
+    curve = dev_curve(trainer.state.log_history)  # before the final evaluate() logs one more entry
     dev_metrics = trainer.evaluate()
     best = trainer.state.best_model_checkpoint
 
@@ -163,6 +172,7 @@ def train_teacher(task: TaskSpec, train: PairDataset, dev: PairDataset, output_d
             "train_pairs": len(train),
             "dev_metrics": {k.removeprefix("eval_"): v for k, v in dev_metrics.items()},
             "best_checkpoint": Path(best).name if best else None,
+            "dev_curve": curve,
             "train_seconds": train_seconds,
         }
         atomic_write_json(tmp / TEACHER_INFO, info)

@@ -22,7 +22,7 @@ from .data import PairDataset
 from .evaluation import compute_metrics
 from .modeling import DSEModel
 from .tasks import TaskSpec
-from .utils import atomic_write_json, check_run_config, load_average, set_seed, sha256_bytes
+from .utils import atomic_write_json, check_run_config, dev_curve, load_average, set_seed, sha256_bytes
 
 logger = logging.getLogger("dsembed.trainer")
 
@@ -191,10 +191,12 @@ def distill(task: TaskSpec, train: PairDataset, dev: PairDataset, output_dir: st
     start = time.perf_counter()
     trainer.train(resume_from_checkpoint=True if has_checkpoint else None)
     seconds = time.perf_counter() - start
+    curve = dev_curve(trainer.state.log_history)  # before the final evaluate() logs one more entry
     dev_metrics = {k.removeprefix("eval_"): v for k, v in trainer.evaluate().items()}
     best = trainer.state.best_model_checkpoint
     model.config.training.update({"train_pairs": len(train), "dev_metrics": dev_metrics, "train_seconds": seconds,
                                   "best_checkpoint": Path(best).name if best else None,
+                                  "dev_curve": curve,
                                   "torch_threads": torch.get_num_threads(),
                                   "load_average_after": load_average()})
     final = output_dir / "model"

@@ -184,3 +184,30 @@ def environment_record() -> dict[str, Any]:
         "dsembed": __version__,
         "command": " ".join(sys.argv),
     }
+
+
+def dev_curve(log_history: list[dict[str, Any]]) -> list[dict[str, float]]:
+    """The per-epoch dev evaluations of a HF Trainer run (``state.log_history``), prefix dropped.
+
+    Kept in every training record so that the selected epoch can be judged: still climbing at the
+    last epoch means the run wanted more steps.
+    """
+    curve = []
+    for entry in log_history:
+        row = {k.removeprefix("eval_"): float(v) for k, v in entry.items()
+               if k.startswith("eval_") and not k.endswith(("_runtime", "_per_second"))}
+        if row:
+            if "epoch" in entry:
+                row["epoch"] = float(entry["epoch"])
+            curve.append(row)
+    return curve
+
+
+def dev_curve_from_checkpoints(checkpoints: str | os.PathLike) -> list[dict[str, float]] | None:
+    """The dev curve read back from the newest checkpoint's ``trainer_state.json`` (runs recorded
+    before the curve was part of ``training.json``); None if no checkpoint is left."""
+    states = sorted(Path(checkpoints).glob("checkpoint-*/trainer_state.json"),
+                    key=lambda p: int(p.parent.name.rsplit("-", 1)[-1]))
+    if not states:
+        return None
+    return dev_curve(json.loads(states[-1].read_text()).get("log_history", []))
