@@ -36,7 +36,19 @@ def test_binary_metrics_threshold_logit_at_zero() -> None:
     assert got["f1"] == pytest.approx(100 * f1_score(labels, preds))
     assert got["accuracy"] == pytest.approx(75.0)
     assert compute_metrics(MRPC, logits, labels) == got  # 1-d logits are accepted
-    assert set(compute_metrics(RTE, logits, labels)) == {"accuracy"}
+    assert set(compute_metrics(RTE, logits, labels)) == {"accuracy", "roc_auc"}
+
+
+def test_binary_roc_auc_is_threshold_free() -> None:
+    from sklearn.metrics import roc_auc_score
+
+    logits = np.array([-2.0, -0.1, 0.0, 0.1, 3.0, -1.0, 0.5, 2.0])
+    labels = np.array([0, 1, 0, 1, 1, 0, 0, 1])
+    got = compute_metrics(MRPC, logits, labels)
+    assert got["roc_auc"] == pytest.approx(100 * roc_auc_score(labels, logits)) == pytest.approx(81.25)
+    shifted = compute_metrics(MRPC, logits + 5.0, labels)  # every pair called positive: F1 moves, AUC does not
+    assert shifted["roc_auc"] == pytest.approx(got["roc_auc"]) and shifted["accuracy"] == pytest.approx(50.0)
+    assert "roc_auc" not in compute_metrics(MRPC, logits, np.ones(8, dtype=int))  # undefined with one class
 
 
 def test_binary_metrics_from_teacher_logits() -> None:
@@ -46,6 +58,7 @@ def test_binary_metrics_from_teacher_logits() -> None:
     got = compute_metrics(MRPC, teacher, labels, teacher=True)
     assert got["accuracy"] == pytest.approx(100 * accuracy_score(labels, preds)) == pytest.approx(60.0)
     assert got["f1"] == pytest.approx(100 * f1_score(labels, preds))
+    assert got["roc_auc"] == pytest.approx(100 * 5 / 6)  # ranked by logit[1] - logit[0]
     # without teacher=True column 0 alone would be read as the student logit: different answer
     assert compute_metrics(MRPC, teacher, labels) != got
 
@@ -75,7 +88,7 @@ def test_tune_threshold_separates_separable_data() -> None:
     labels = np.array([0, 0, 0, 1, 1, 1, 0, 1])
     t = tune_threshold(MRPC, scores, labels)
     assert 0.35 <= t < 0.62
-    assert compute_metrics(MRPC, (scores - t)[:, None], labels) == {"accuracy": 100.0, "f1": 100.0}
+    assert compute_metrics(MRPC, (scores - t)[:, None], labels) == {"accuracy": 100.0, "f1": 100.0, "roc_auc": 100.0}
     # accuracy-selected tasks too, with many candidate scores (quantile grid)
     rng = np.random.default_rng(1)
     many = np.concatenate([rng.uniform(0, 0.4, 1500), rng.uniform(0.6, 1.0, 1500)])

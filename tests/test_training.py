@@ -323,7 +323,7 @@ def test_run_pipeline_end_to_end(tiny_base: str, tmp_path: Path) -> None:
     assert on_disk["results"] == record["results"]
     assert set(record["results"]) == {"teacher", "dse_student", "label_only_student", "pretrained_cosine"}
     for values in record["results"].values():
-        assert set(values) == {"accuracy", "f1"}
+        assert set(values) == {"accuracy", "f1", "roc_auc"}
         assert all(0.0 <= v <= 100.0 for v in values.values())
     assert (record["train_pairs"], record["dev_pairs"]) == (40, 20)
     degradation = record["relative_degradation_pct"]

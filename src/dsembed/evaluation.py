@@ -8,14 +8,17 @@ from pathlib import Path
 
 import numpy as np
 from scipy.stats import pearsonr, spearmanr
-from sklearn.metrics import accuracy_score, f1_score
+from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 
 from .data import PairDataset, read_pairs
 from .tasks import TaskSpec, custom_task
 
 
 def compute_metrics(task: TaskSpec, logits: np.ndarray, labels: np.ndarray, teacher: bool = False) -> dict[str, float]:
-    """GLUE metrics (in %, like the GLUE tables) from logits; ``teacher=True`` takes teacher-space logits."""
+    """GLUE metrics (in %, like the GLUE tables) from logits, plus ROC-AUC for binary tasks.
+
+    ``teacher=True`` takes teacher-space logits.
+    """
     logits = np.asarray(logits, dtype=np.float64)
     if logits.ndim == 1:
         logits = logits[:, None]
@@ -36,6 +39,11 @@ def compute_metrics(task: TaskSpec, logits: np.ndarray, labels: np.ndarray, teac
         out["accuracy"] = 100.0 * float(accuracy_score(gold, preds))
     if "f1" in task.metrics:
         out["f1"] = 100.0 * float(f1_score(gold, preds, zero_division=0))
+    if task.kind == "binary" and len(np.unique(gold)) == 2:
+        # Beyond GLUE: threshold-free ranking quality, what search and dedup use. Accuracy and F1 judge only
+        # the sign of the logit, so a model that ranks pairs better can still lose them through a shifted
+        # decision threshold; this column tells the two apart.
+        out["roc_auc"] = 100.0 * float(roc_auc_score(gold, logits[:, 0]))
     return out
 
 
