@@ -244,8 +244,11 @@ def sweeps_section() -> list[str]:
              "DSE and label-only students of a row share every setting). Dev set, main metric.", "",
              "Fidelity: Spearman correlation between the student's and the teacher's dev-set scores, DSE / "
              "label-only (what distillation aims at; – for records made before it was recorded).", "",
+             "ROC-AUC (binary tasks): the same difference in threshold-free ranking quality (– for records made "
+             "before it was recorded, and for regression).", "",
              "| task | setting | student settings | DSE student | label-only student | DSE − label-only | teacher | "
-             "DSE rel. degradation (%) | fidelity to teacher |", "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+             "DSE rel. degradation (%) | fidelity to teacher | DSE − label-only, ROC-AUC |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     records = []
     for path in paths:
         rec = json.loads(path.read_text())
@@ -255,9 +258,12 @@ def sweeps_section() -> list[str]:
         options = f"{_student_setting(cfg)}, seed {cfg.get('seed')}"
         dse, lo = res["dse_student"][main], res.get("label_only_student", {}).get(main)
         diff = None if lo is None else dse - lo
+        auc = [res.get(name, {}).get("roc_auc") for name in ("dse_student", "label_only_student")]
+        auc_diff = None if None in auc else auc[0] - auc[1]
         lines.append(f"| {rec['task']} | {_setting_name(path)} | {options} | "
                      f"{_fmt(dse)} | {_fmt(lo)} | {_fmt(diff, signed=True)} | {_fmt(res['teacher'][main])} | "
-                     f"{_fmt(rec['relative_degradation_pct']['dse_student'], signed=True)} | {_fidelity(rec)} |")
+                     f"{_fmt(rec['relative_degradation_pct']['dse_student'], signed=True)} | {_fidelity(rec)} | "
+                     f"{_fmt(auc_diff, signed=True)} |")
     # the summary also counts the full-size runs of tasks not swept yet, so no task is silently left out
     records += [json.loads(p.read_text()) for p in sorted((RESULTS / "full").glob("*/record.json"))
                 if p.parent.name not in swept]
