@@ -105,10 +105,10 @@ def pipeline_section(kind: str, records: list[dict[str, Any]]) -> list[str]:
         if fidelity:
             parts = []
             for name, f in fidelity.items():
-                agree = f" , same decision as the teacher on {_fmt(f['decision_agreement'])}% of pairs" \
+                agree = f", same decision as the teacher on {_fmt(f['decision_agreement'])}% of pairs" \
                     if "decision_agreement" in f else ""
                 parts.append(f"{NAMES.get(name, name)}: Spearman {_fmt(f.get('spearman'))}, logit MSE "
-                             f"{f['logit_mse']:.2f}{agree}".replace(" ,", ","))
+                             f"{f['logit_mse']:.2f}{agree}")
             lines += ["", "Fidelity to the teacher on the dev pairs (student score vs teacher score): "
                       + "; ".join(parts) + "."]
         times = _stage_times(rec)
@@ -264,18 +264,18 @@ def sweeps_section() -> list[str]:
                      f"{_fmt(dse)} | {_fmt(lo)} | {_fmt(diff, signed=True)} | {_fmt(res['teacher'][main])} | "
                      f"{_fmt(rec['relative_degradation_pct']['dse_student'], signed=True)} | {_fidelity(rec)} | "
                      f"{_fmt(auc_diff, signed=True)} |")
+    runs = list(zip(paths, records, strict=True))
     # the summary also counts the full-size runs of tasks not swept yet, so no task is silently left out
     records += [json.loads(p.read_text()) for p in sorted((RESULTS / "full").glob("*/record.json"))
                 if p.parent.name not in swept]
-    return [*lines, "", *settings_summary(records), *dev_curves(paths)]
+    return [*lines, "", *settings_summary(records), *dev_curves(runs)]
 
 
-def dev_curves(paths: list[Path]) -> list[str]:
-    """The main dev metric after each epoch, for the runs whose records keep it: a best epoch that is
-    the last one says the run wanted more steps."""
+def dev_curves(runs: list[tuple[Path, dict[str, Any]]]) -> list[str]:
+    """The main dev metric after each epoch, for the runs (record path, parsed record) whose records keep
+    it: a best epoch that is the last one says the run wanted more steps."""
     rows = []
-    for path in paths:
-        rec = json.loads(path.read_text())
+    for path, rec in runs:
         main = rec["main_metric"]
         for name in ("dse_student", "label_only_student"):
             curve = rec["stages"].get(name, {}).get("training", {}).get("dev_curve")
