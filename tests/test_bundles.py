@@ -145,6 +145,35 @@ def test_pipeline_takes_a_carried_bundle_instead_of_a_teacher(binary_teacher: Pa
         run_pipeline(bad)
 
 
+
+@needs_glue
+def test_two_students_train_in_separate_runs_then_one_run_records_both(tiny_base: str, tmp_path: Path) -> None:
+    """only_student lets two processes train the DSE and label-only students side by side (2 CPU lanes)."""
+    from dsembed.cli import app
+    from dsembed.pipeline import PipelineConfig, run_pipeline
+
+    train, dev = _pipeline_data()
+    write_logits_bundle(_HashTeacher(MRPC), train, dev, tmp_path / "bundle", show_progress_bar=False)
+    out = tmp_path / "run"
+    cfg = PipelineConfig(task="mrpc", output_dir=str(out), teacher_logits=str(tmp_path / "bundle"),
+                         student_base=tiny_base, student_epochs=1, batch_size=16, max_train_pairs=40,
+                         max_dev_pairs=20, max_length=MAX_LEN, data_dir=str(glue_dir()),
+                         show_progress_bar=False, plot=False, seed=0)
+    first = run_pipeline(PipelineConfig(**{**cfg.__dict__, "only_student": "label_only"}))
+    assert first["only_student"] == "label_only_student"
+    assert (out / "label_only_student" / "model" / "dse_config.json").is_file()
+    assert not (out / "dse_student").exists() and not (out / "record.json").exists()  # no half record
+    run_pipeline(PipelineConfig(**{**cfg.__dict__, "only_student": "dse"}))
+    record = run_pipeline(cfg)
+    assert {record["stages"][name]["source"] for name in ("dse_student", "label_only_student")} == {"reused"}
+    assert record["stages"]["label_only_student"]["training"]["alpha"] == 0.0
+    assert record["stages"]["dse_student"]["training"]["alpha"] == 0.5
+    with pytest.raises(ValueError, match="only_student must be"):
+        run_pipeline(PipelineConfig(**{**cfg.__dict__, "only_student": "teacher"}))
+    result = CliRunner().invoke(app, ["pipeline", "mrpc", "--only-student", "both", "--no-progress"])
+    assert result.exit_code == 2 and "--only-student must be dse or label-only" in result.output
+
+
 @needs_glue
 def test_cli_export_logits_then_pipeline_refuses_stale_bundle(binary_teacher: Path, tmp_path: Path) -> None:
     from dsembed.cli import app

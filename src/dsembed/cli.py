@@ -85,9 +85,14 @@ def pipeline(
     data_source: Annotated[str, typer.Option(help="auto, local or hub (Hugging Face datasets)")] = "auto",
     train: TrainOpt = None, dev: DevOpt = None, kind: KindOpt = None, labels: LabelsOpt = None,
     skip_bad: SkipOpt = False, progress: ProgressOpt = True,
+    only_student: Annotated[str | None, typer.Option(
+        help="dse or label-only: train just that student and stop, so two processes can train the two "
+             "students side by side; run again without it to evaluate and record")] = None,
 ) -> None:
     """Run every stage for a task and print the dev-set table (teacher, students, cosine baseline)."""
     _setup()
+    if only_student not in (None, "dse", "label-only", "label_only"):
+        _fail(f"--only-student must be dse or label-only, not {only_student!r}")
     from .pipeline import PipelineConfig, format_table, run_pipeline
 
     cfg = PipelineConfig.from_profile(
@@ -98,7 +103,8 @@ def pipeline(
         learning_rate=learning_rate, head_learning_rate=head_learning_rate, seed=seed,
         max_length=max_length, data_dir=data_dir, data_source=data_source, show_progress_bar=progress,
         train_file=str(train) if train else None, dev_file=str(dev) if dev else None, kind=kind,
-        labels=tuple(x.strip() for x in (labels or "").split(",") if x.strip()), skip_bad=skip_bad)
+        labels=tuple(x.strip() for x in (labels or "").split(",") if x.strip()), skip_bad=skip_bad,
+        only_student=only_student.replace("-", "_") if only_student else None)
     from .data import DataFormatError
     from .logits import StaleLogitsError
 
@@ -106,6 +112,10 @@ def pipeline(
         record = run_pipeline(cfg)
     except (DataFormatError, FileNotFoundError, StaleLogitsError) as exc:
         _fail(str(exc))
+    if "only_student" in record:
+        typer.echo(f"trained {record['only_student']} in {record['folder']}; run again without --only-student "
+                   "to evaluate both students and write the record")
+        return
     typer.echo(format_table(record))
     typer.echo("stage wall times (s): " + ", ".join(f"{k}={v:.0f}" for k, v in record["stage_seconds"].items()))
     typer.echo(f"record: {Path(cfg.output_dir) / 'record.json'}")

@@ -67,6 +67,9 @@ class PipelineConfig:
     skip_bad: bool = False
     seed: int = 42
     label_only_baseline: bool = True
+    # "dse" or "label_only": train just that student and stop (no evaluation, no record), so the two
+    # students of one run can train in two processes side by side; a later full run reuses both
+    only_student: str | None = None
     plot: bool = True
     show_progress_bar: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
@@ -182,8 +185,13 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
                              head_learning_rate=cfg.head_learning_rate, batch_size=cfg.batch_size,
                              max_length=cfg.max_length, seed=cfg.seed)
     runs = [("dse_student", base_cfg)]
-    if cfg.label_only_baseline:
+    if cfg.label_only_baseline or cfg.only_student == "label_only":
         runs.append(("label_only_student", replace(base_cfg, alpha=0.0)))
+    if cfg.only_student is not None:
+        wanted = f"{cfg.only_student}_student"
+        if wanted not in {name for name, _ in runs}:
+            raise ValueError(f"only_student must be 'dse' or 'label_only', not {cfg.only_student!r}")
+        runs = [(name, dcfg) for name, dcfg in runs if name == wanted]
     student_dev_logits: dict[str, np.ndarray] = {}
     for name, dcfg in runs:
         folder = out / name
@@ -194,6 +202,10 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
             timer.run(f"{name}_train", distill, task, train, dev, folder, stored.logits, dcfg,
                       show_progress_bar=progress)
             stage_info[name] = {"source": "trained"}
+        if cfg.only_student is not None:
+            logger.info("%s is trained in %s; run again without only_student to evaluate and record", name, folder)
+            return {"task": task.name, "only_student": name, "folder": str(folder),
+                    "stage_seconds": timer.stages, "stages": stage_info}
         training = json.loads((folder / "training.json").read_text())
         if "dev_curve" not in training:  # recorded before curves were kept: read it from the checkpoints
             curve = dev_curve_from_checkpoints(folder / "checkpoints")
