@@ -188,6 +188,10 @@ def _student_setting(cfg: dict[str, Any]) -> str:
             f"α {cfg.get('alpha'):g}")
 
 
+def _run_key(rec: dict[str, Any]) -> tuple[str, str, Any]:
+    return rec["task"], _student_setting(rec["config"]), rec["config"].get("seed")
+
+
 def _fidelity(rec: dict[str, Any]) -> str:
     fid = rec.get("teacher_fidelity_dev", {})
     return " / ".join(_fmt(fid.get(name, {}).get("spearman")) for name in ("dse_student", "label_only_student"))
@@ -237,7 +241,12 @@ def sweeps_section() -> list[str]:
         return []
     # each task's full-size run (default settings) is the reference row of its sweep
     swept = {p.parent.name.split("-", 1)[0] for p in paths}
-    paths = sorted([*paths, *(p for p in (RESULTS / "full").glob("*/record.json") if p.parent.name in swept)],
+    fulls = [p for p in (RESULTS / "full").glob("*/record.json") if p.parent.name in swept]
+    # a sweep whose settings and seed are the defaults is the same run as the full-size one: listed once
+    parsed = {p: json.loads(p.read_text()) for p in [*paths, *fulls]}
+    default_runs = {_run_key(parsed[p]) for p in fulls}
+    paths = [p for p in paths if _run_key(parsed[p]) not in default_runs]
+    paths = sorted([*paths, *fulls],
                    key=lambda p: (p.parent.name.split("-", 1)[0], p.parent.parent.name != "full", p.parent.name))
     lines = ["## Student settings tried", "",
              "Full-size runs of `benchmarks/student_sweep.sh TASK NAME OPTIONS` (same mpnet-ensemble teacher; the "
@@ -251,7 +260,7 @@ def sweeps_section() -> list[str]:
              "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     records = []
     for path in paths:
-        rec = json.loads(path.read_text())
+        rec = parsed[path]
         records.append(rec)
         main, res = rec["main_metric"], rec["results"]
         cfg = rec["config"]
