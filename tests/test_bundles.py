@@ -15,6 +15,7 @@ from dsembed.data import PairDataset, load_glue
 from dsembed.evaluation import compute_metrics
 from dsembed.logits import LogitsBundle, StaleLogitsError, load_logits_bundles, write_logits_bundle
 from dsembed.teacher import Teacher
+from dsembed.utils import RunConfigMismatch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -168,6 +169,9 @@ def test_two_students_train_in_separate_runs_then_one_run_records_both(tiny_base
     assert {record["stages"][name]["source"] for name in ("dse_student", "label_only_student")} == {"reused"}
     assert record["stages"]["label_only_student"]["training"]["alpha"] == 0.0
     assert record["stages"]["dse_student"]["training"]["alpha"] == 0.5
+    # a finished student is not passed off as one trained for another number of epochs
+    with pytest.raises(RunConfigMismatch, match="trained for 1 epochs, this run asks for 2"):
+        run_pipeline(PipelineConfig(**{**cfg.__dict__, "student_epochs": 2}))
     with pytest.raises(ValueError, match="only_student must be"):
         run_pipeline(PipelineConfig(**{**cfg.__dict__, "only_student": "teacher"}))
     result = CliRunner().invoke(app, ["pipeline", "mrpc", "--only-student", "both", "--no-progress"])

@@ -368,3 +368,8 @@ def test_run_pipeline_end_to_end(tiny_base: str, tmp_path: Path) -> None:
     assert again["stages"]["label_only_student"]["source"] == "reused"
     for name in ("teacher", "dse_student", "label_only_student"):
         assert again["results"][name] == pytest.approx(record["results"][name])
+    # nor is a finished teacher reused for another number of epochs (the guard itself lets epochs change)
+    from dsembed.utils import RunConfigMismatch
+
+    with pytest.raises(RunConfigMismatch, match="teacher holds a model trained for 1 epochs, this run asks for 2"):
+        run_pipeline(PipelineConfig(**{**cfg.__dict__, "teacher_epochs": 2}))

@@ -107,10 +107,11 @@ def pipeline(
         only_student=only_student.replace("-", "_") if only_student else None)
     from .data import DataFormatError
     from .logits import StaleLogitsError
+    from .utils import RunConfigMismatch
 
     try:
         record = run_pipeline(cfg)
-    except (DataFormatError, FileNotFoundError, StaleLogitsError) as exc:
+    except (DataFormatError, FileNotFoundError, StaleLogitsError, RunConfigMismatch) as exc:
         _fail(str(exc))
     if "only_student" in record:
         typer.echo(f"trained {record['only_student']} in {record['folder']}; run again without --only-student "
@@ -142,7 +143,12 @@ def teacher_train(
     spec, train_ds, dev_ds = _task_and_data(task, train, dev, kind, labels, skip_bad)
     recipe = TeacherRecipe(base=base, epochs=epochs, learning_rate=learning_rate, batch_size=batch_size,
                            max_length=max_length, max_train_pairs=max_train_pairs, seed=seed)
-    path = train_teacher(spec, train_ds, dev_ds, output_dir, recipe, show_progress_bar=progress)
+    from .utils import RunConfigMismatch
+
+    try:
+        path = train_teacher(spec, train_ds, dev_ds, output_dir, recipe, show_progress_bar=progress)
+    except RunConfigMismatch as exc:  # an output folder started with other settings
+        _fail(str(exc))
     info = json.loads((path / "dsembed_teacher.json").read_text())
     typer.echo(json.dumps({"model": str(path), "dev_metrics": info["dev_metrics"]}, indent=2))
 
@@ -235,8 +241,13 @@ def distill_cmd(
     cfg = DistillConfig(base=base, alpha=alpha, pooling=pooling, top_k=top_k, epochs=epochs,
                         learning_rate=learning_rate, head_learning_rate=head_learning_rate, batch_size=batch_size,
                         max_length=max_length)
-    path = distill(spec, train_ds, dev_ds, output_dir, None if stored is None else stored.logits, cfg,
-                   show_progress_bar=progress)
+    from .utils import RunConfigMismatch
+
+    try:
+        path = distill(spec, train_ds, dev_ds, output_dir, None if stored is None else stored.logits, cfg,
+                       show_progress_bar=progress)
+    except RunConfigMismatch as exc:  # an output folder started with other settings
+        _fail(str(exc))
     typer.echo(json.dumps({"model": str(path),
                            "dev_metrics": json.loads((output_dir / "training.json").read_text())["dev_metrics"]},
                           indent=2))

@@ -22,7 +22,14 @@ from .modeling import DSEModel
 from .tasks import TaskSpec, custom_task, get_task
 from .teacher import TEACHER_INFO, TeacherRecipe, load_teacher, teacher_run_config, train_teacher
 from .trainer import DistillConfig, distill, distill_run_config
-from .utils import atomic_write_json, check_run_config, dev_curve_from_checkpoints, environment_record, load_average
+from .utils import (
+    RunConfigMismatch,
+    atomic_write_json,
+    check_run_config,
+    dev_curve_from_checkpoints,
+    environment_record,
+    load_average,
+)
 
 logger = logging.getLogger("dsembed.pipeline")
 
@@ -124,6 +131,18 @@ def load_pipeline_data(cfg: PipelineConfig, task: TaskSpec) -> tuple[PairDataset
     return train.subset(cfg.max_train_pairs, seed=cfg.seed), dev.subset(cfg.max_dev_pairs, seed=cfg.seed)
 
 
+def _check_finished_epochs(folder: Path, trained: float | None, wanted: float, extend_with: str) -> None:
+    """Reuse a finished model only for the epoch count it was trained for.
+
+    The run-config guard leaves epochs out so that a run can be extended with more of them; the
+    pipeline must not pass a 3-epoch model off as an 8-epoch one in its record.
+    """
+    if trained is not None and float(trained) != float(wanted):
+        raise RunConfigMismatch(f"{folder} holds a model trained for {float(trained):g} epochs, this run asks for "
+                                f"{float(wanted):g}; use another output folder, or extend that run with "
+                                f"`{extend_with}`")
+
+
 def _teacher_stage(cfg: PipelineConfig, task: TaskSpec, train: PairDataset, dev: PairDataset, out: Path,
                    timer: _Timer, stage_info: dict[str, Any]) -> tuple[Any, np.ndarray]:
     """Train (or reuse) the teacher, then its dev logits and its cached training-pair logits."""
@@ -138,6 +157,8 @@ def _teacher_stage(cfg: PipelineConfig, task: TaskSpec, train: PairDataset, dev:
                                max_length=cfg.max_length, seed=cfg.seed)
         if (teacher_path / TEACHER_INFO).is_file():
             check_run_config(out / "teacher", teacher_run_config(task, recipe, train, dev))
+            trained = json.loads((teacher_path / TEACHER_INFO).read_text()).get("recipe", {}).get("epochs")
+            _check_finished_epochs(out / "teacher", trained, recipe.epochs, "dsembed teacher train --epochs N")
             stage_info["teacher"] = {"source": "reused"}
         else:
             teacher_path = timer.run("teacher_train", train_teacher, task, train, dev, out / "teacher", recipe,
@@ -197,6 +218,8 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
         folder = out / name
         if (folder / "model" / "dse_config.json").is_file() and (folder / "training.json").is_file():
             check_run_config(folder, distill_run_config(task, dcfg, train, dev, stored.logits))
+            trained = json.loads((folder / "training.json").read_text()).get("epochs")
+            _check_finished_epochs(folder, trained, dcfg.epochs, "dsembed distill --epochs N")
             stage_info[name] = {"source": "reused"}
         else:
             timer.run(f"{name}_train", distill, task, train, dev, folder, stored.logits, dcfg,
