@@ -14,7 +14,7 @@ RUNS=${DSEMBED_RUNS:-$HOME/.cache/dsembed/runs}
 for task in ${tasks[@]}; do
   bundles=$(ls -d results/teachers/"$task"-all-mpnet-base-v2-s* 2>/dev/null | paste -sd, - || true)
   if [ -n "$bundles" ]; then
-    out="$RUNS/full-v3/$task"  # v3: head lr 1e-3 default (v2: the official single rate)
+    out="$RUNS/full-v4/$task"  # v4: 8 student epochs (v3: 3 epochs, head lr 1e-3; v2: the official single rate)
     teacher_args=(--teacher-logits "$bundles")
   else
     out="$RUNS/full/$task"

@@ -211,7 +211,7 @@ def distill_cmd(
     alpha: float = 0.5,
     pooling: str = "topk",
     top_k: int = 4,
-    epochs: float = 3.0,
+    epochs: float = 8.0,
     learning_rate: float = 2e-5,
     head_learning_rate: Annotated[float, typer.Option(
         help="learning rate of the freshly initialised head (the official single rate: pass the "

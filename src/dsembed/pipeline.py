@@ -55,7 +55,7 @@ class PipelineConfig:
     teacher_learning_rate: float = 3e-5
     teacher_batch_size: int = 16
     student_base: str = "all-MiniLM-L6-v2"
-    student_epochs: float = 3.0
+    student_epochs: float = 8.0  # the official count; see DistillConfig.epochs
     learning_rate: float = 2e-5
     head_learning_rate: float | None = 1e-3  # None: the encoder's rate (the official single rate)
     batch_size: int = 32
