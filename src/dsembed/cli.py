@@ -87,7 +87,8 @@ def pipeline(
     skip_bad: SkipOpt = False, progress: ProgressOpt = True,
     only_student: Annotated[str | None, typer.Option(
         help="dse or label-only: train just that student and stop, so two processes can train the two "
-             "students side by side; run again without it to evaluate and record")] = None,
+             "students side by side (once the teacher stage is done, or with --teacher-logits); run again "
+             "without it to evaluate and record")] = None,
 ) -> None:
     """Run every stage for a task and print the dev-set table (teacher, students, cosine baseline)."""
     _setup()
