@@ -218,18 +218,18 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
         folder = out / name
         if (folder / "model" / "dse_config.json").is_file() and (folder / "training.json").is_file():
             check_run_config(folder, distill_run_config(task, dcfg, train, dev, stored.logits))
-            trained = json.loads((folder / "training.json").read_text()).get("epochs")
-            _check_finished_epochs(folder, trained, dcfg.epochs, "dsembed distill --epochs N")
+            training = json.loads((folder / "training.json").read_text())
+            _check_finished_epochs(folder, training.get("epochs"), dcfg.epochs, "dsembed distill --epochs N")
             stage_info[name] = {"source": "reused"}
         else:
             timer.run(f"{name}_train", distill, task, train, dev, folder, stored.logits, dcfg,
                       show_progress_bar=progress)
             stage_info[name] = {"source": "trained"}
+            training = json.loads((folder / "training.json").read_text())
         if cfg.only_student is not None:
             logger.info("%s is trained in %s; run again without only_student to evaluate and record", name, folder)
             return {"task": task.name, "only_student": name, "folder": str(folder),
                     "stage_seconds": timer.stages, "stages": stage_info}
-        training = json.loads((folder / "training.json").read_text())
         if "dev_curve" not in training:  # recorded before curves were kept: read it from the checkpoints
             curve = dev_curve_from_checkpoints(folder / "checkpoints")
             if curve is not None:
