@@ -35,11 +35,8 @@ def main() -> None:
         parser.error("--run-dir goes with exactly one results folder")
     for folder in args.results_dirs:
         old = json.loads((folder / "record.json").read_text())
-        values = dict(old["config"])
-        values["labels"] = tuple(values.get("labels") or ())
-        if args.run_dir:
-            values["output_dir"] = str(args.run_dir.expanduser().absolute())
-        cfg = PipelineConfig(**{**values, "show_progress_bar": False})
+        moved = {"output_dir": str(args.run_dir.expanduser().absolute())} if args.run_dir else {}
+        cfg = PipelineConfig.from_record(old["config"], show_progress_bar=False, **moved)
         run_dir = Path(cfg.output_dir)
         if not (run_dir / "record.json").is_file():
             raise SystemExit(f"{folder}: its run folder {run_dir} is not on this machine")

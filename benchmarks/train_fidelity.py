@@ -35,7 +35,7 @@ def main() -> None:
     args = parser.parse_args()
     run_dir = args.run_dir.absolute()
     record = json.loads((run_dir / "record.json").read_text())
-    cfg = PipelineConfig(**record["config"])
+    cfg = PipelineConfig.from_record(record["config"])
     if not cfg.teacher_logits:
         raise SystemExit(f"{run_dir}: this diagnostic needs a run made from teacher-logits bundles")
     task = get_task(cfg.task)

@@ -146,7 +146,6 @@ def test_pipeline_takes_a_carried_bundle_instead_of_a_teacher(binary_teacher: Pa
         run_pipeline(bad)
 
 
-
 @needs_glue
 def test_two_students_train_in_separate_runs_then_one_run_records_both(tiny_base: str, tmp_path: Path) -> None:
     """only_student lets two processes train the DSE and label-only students side by side (2 CPU lanes)."""

@@ -373,3 +373,16 @@ def test_run_pipeline_end_to_end(tiny_base: str, tmp_path: Path) -> None:
 
     with pytest.raises(RunConfigMismatch, match="teacher holds a model trained for 1 epochs, this run asks for 2"):
         run_pipeline(PipelineConfig(**{**cfg.__dict__, "teacher_epochs": 2}))
+
+
+def test_pipeline_config_round_trips_through_a_record() -> None:
+    """benchmarks/rerecord.py and train_fidelity.py rebuild a run's config from its record.json."""
+    from dataclasses import asdict
+
+    from dsembed.pipeline import PipelineConfig
+
+    cfg = PipelineConfig(task="mine", kind="binary", labels=("no", "yes"), head_learning_rate=None, seed=3)
+    stored = json.loads(json.dumps(asdict(cfg)))
+    assert stored["labels"] == ["no", "yes"]  # what JSON makes of the tuple
+    assert PipelineConfig.from_record(stored) == cfg
+    assert PipelineConfig.from_record(stored, output_dir="elsewhere").output_dir == "elsewhere"

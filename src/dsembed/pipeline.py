@@ -88,6 +88,13 @@ class PipelineConfig:
         values = {**PROFILES[profile], **{k: v for k, v in overrides.items() if v is not None}}
         return cls(profile=profile, **values)
 
+    @classmethod
+    def from_record(cls, config: dict[str, Any], **overrides: Any) -> PipelineConfig:
+        """The config a record.json stored (JSON turned the labels tuple into a list), to re-run that run."""
+        values = {**config, **overrides}
+        values["labels"] = tuple(values.get("labels") or ())
+        return cls(**values)
+
 
 class _Timer:
     """Wall time per stage, plus the machine's load average after it (shared machines are noisy)."""
