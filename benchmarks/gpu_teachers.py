@@ -25,7 +25,7 @@ from pathlib import Path
 
 from dsembed.data import load_glue
 from dsembed.evaluation import compute_metrics
-from dsembed.logits import write_logits_bundle
+from dsembed.teacher.logits import write_logits_bundle
 from dsembed.tasks import get_task
 from dsembed.teacher import Teacher, TeacherRecipe, train_teacher
 from dsembed.utils import environment_record

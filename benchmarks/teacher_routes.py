@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from dsembed.data import load_glue  # noqa: E402
 from dsembed.evaluation import compute_metrics  # noqa: E402
-from dsembed.logits import LogitsBundle, load_logits_bundles  # noqa: E402
+from dsembed.teacher.logits import LogitsBundle, load_logits_bundles  # noqa: E402
 from dsembed.tasks import get_task  # noqa: E402
 from dsembed.utils import atomic_write_json, environment_record  # noqa: E402
 

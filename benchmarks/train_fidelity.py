@@ -21,8 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from dsembed.evaluation import compute_metrics, evaluate_student, teacher_fidelity  # noqa: E402
-from dsembed.logits import load_logits_bundles  # noqa: E402
-from dsembed.modeling import DSEModel  # noqa: E402
+from dsembed.teacher.logits import load_logits_bundles  # noqa: E402
+from dsembed.student.model import DSEModel  # noqa: E402
 from dsembed.pipeline import PipelineConfig, load_pipeline_data  # noqa: E402
 from dsembed.tasks import get_task  # noqa: E402
 from dsembed.utils import atomic_write_json, environment_record  # noqa: E402

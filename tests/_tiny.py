@@ -31,7 +31,7 @@ def tiny_bert(folder: Path, hidden: int = 32, layers: int = 2) -> Path:
 
 def tiny_student(folder: Path, task_name: str = "mrpc", head_hidden: int = 24, seed: int = 0):  # noqa: ANN201
     """A saved-and-reloaded tiny student (top-2 layers: 64-dim embeddings) with a randomised head."""
-    from dsembed.modeling import DSEModel
+    from dsembed.student.model import DSEModel
     from dsembed.tasks import custom_task, get_task
 
     base = folder / "base"

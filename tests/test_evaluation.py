@@ -11,7 +11,8 @@ from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics import accuracy_score, f1_score
 
 from conftest import MRPC, NLI3, STSB
-from dsembed.data import DataFormatError, PairDataset
+from dsembed.data import PairDataset
+from dsembed.errors import DataFormatError
 from dsembed.evaluation import (
     compute_metrics,
     cosine_baseline,
@@ -21,7 +22,7 @@ from dsembed.evaluation import (
     relative_degradation,
     tune_threshold,
 )
-from dsembed.modeling import DSEModel
+from dsembed.student.model import DSEModel
 from dsembed.tasks import get_task
 
 RTE = get_task("rte")

@@ -12,9 +12,12 @@ import torch
 from sentence_transformers import SentenceTransformer
 
 from conftest import MAX_LEN, MRPC, NLI3, STSB, TINY_HIDDEN, TINY_LAYERS, needs_minilm
-from dsembed.losses import DSELoss, logits_to_scores, task_loss
-from dsembed.modeling import CONFIG_FILE, HEAD_FILE, POOLING_CODE_FILE, DSEModel, PairHead
-from dsembed.st_pooling import concat_mean_pool
+from dsembed.artifacts import POOLING_CODE as POOLING_CODE_FILE
+from dsembed.artifacts import STUDENT_CONFIG as CONFIG_FILE
+from dsembed.artifacts import STUDENT_HEAD as HEAD_FILE
+from dsembed.student import DSEModel, PairHead
+from dsembed.student.loss import DSELoss, logits_to_scores, task_loss
+from dsembed.student.pooling import concat_mean_pool
 
 SENTENCES = ["A man is playing a guitar.", "The cat sleeps.", "Two children are running on the beach today.",
              "Stocks fell sharply on Monday."]

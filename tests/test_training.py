@@ -13,11 +13,14 @@ from safetensors.torch import load_file, save_file
 from sentence_transformers import CrossEncoder
 
 from conftest import MAX_LEN, MRPC, NLI3, STSB, glue_dir, needs_glue, synthetic_pairs
+from dsembed.artifacts import TEACHER_INFO
 from dsembed.data import PairDataset
-from dsembed.logits import StaleLogitsError, TeacherLogits, compute_teacher_logits, logits_cache_path
-from dsembed.modeling import DSEModel
-from dsembed.teacher import IDENTITY_ACTIVATION, TEACHER_INFO, Teacher, TeacherRecipe, train_teacher
-from dsembed.trainer import DistillationTrainer, DistillConfig, distill
+from dsembed.errors import StaleLogitsError
+from dsembed.student.model import DSEModel
+from dsembed.student.train import DistillationTrainer, DistillConfig, distill
+from dsembed.teacher import Teacher, train_teacher
+from dsembed.teacher.logits import TeacherLogits, compute_teacher_logits, logits_cache_path
+from dsembed.teacher.train import IDENTITY_ACTIVATION, TeacherRecipe
 
 SHORT_PAIRS = [("A man is playing a guitar.", "A man plays guitar."), ("The cat sleeps.", "Stocks fell sharply."),
                ("Two kids run on the beach.", "Children are running.")]
@@ -369,7 +372,7 @@ def test_run_pipeline_end_to_end(tiny_base: str, tmp_path: Path) -> None:
     for name in ("teacher", "dse_student", "label_only_student"):
         assert again["results"][name] == pytest.approx(record["results"][name])
     # nor is a finished teacher reused for another number of epochs (the guard itself lets epochs change)
-    from dsembed.utils import RunConfigMismatch
+    from dsembed.errors import RunConfigMismatch
 
     with pytest.raises(RunConfigMismatch, match="teacher holds a model trained for 1 epochs, this run asks for 2"):
         run_pipeline(PipelineConfig(**{**cfg.__dict__, "teacher_epochs": 2}))

@@ -41,6 +41,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from .errors import OfflineBaseMissingError, WeightsIntegrityError
+
 logger = logging.getLogger("dsembed.bases")
 
 PathLike = str | os.PathLike[str]
@@ -54,29 +56,6 @@ _TRUTHY = frozenset({"1", "true", "yes", "on"})
 _JUNK_NAMES = frozenset({"desktop.ini", "thumbs.db", ".ds_store"})
 _ST_MODULE_DIR = re.compile(r"^\d+_")  # sentence-transformers module folders: 1_Pooling, 2_Normalize
 _STALE_TMP_SECONDS = 6 * 3600  # temp folders older than this are leftovers of a killed extraction
-
-
-class WeightsIntegrityError(RuntimeError):
-    """A file's sha256 differs from the pinned digest (truncated download, corrupt cache, tampering).
-
-    ``actual`` is ``None`` when the file is missing altogether.
-    """
-
-    def __init__(self, path: PathLike, expected: str, actual: str | None, hint: str = "") -> None:
-        self.path = str(path)
-        self.expected = expected
-        self.actual = actual
-        self.hint = hint
-        got = "the file is missing" if actual is None else f"actual sha256 {actual}"
-        message = f"{self.path}: integrity check failed: expected sha256 {expected}, {got}"
-        super().__init__(f"{message}. {hint}" if hint else message)
-
-    def __reduce__(self) -> tuple[Any, ...]:  # keep picklable (multiprocessing / dataloader workers)
-        return (type(self), (self.path, self.expected, self.actual, self.hint))
-
-
-class OfflineBaseMissingError(RuntimeError):
-    """A known offline base was asked for while offline, but its package is not installed."""
 
 
 @dataclass(frozen=True)

@@ -15,13 +15,15 @@ from typing import Any
 
 import numpy as np
 
+from .artifacts import TEACHER_INFO
 from .data import PairDataset, load_glue, read_pairs
 from .evaluation import compute_metrics, cosine_baseline, evaluate_student, relative_degradation, teacher_fidelity
-from .logits import compute_teacher_logits
-from .modeling import DSEModel
+from .student.model import DSEModel
+from .student.train import DistillConfig, distill, distill_run_config
 from .tasks import TaskSpec, custom_task, get_task
-from .teacher import TEACHER_INFO, TeacherRecipe, load_teacher, teacher_run_config, train_teacher
-from .trainer import DistillConfig, distill, distill_run_config
+from .teacher import load_teacher, train_teacher
+from .teacher.logits import compute_teacher_logits
+from .teacher.train import TeacherRecipe, teacher_run_config
 from .utils import (
     RunConfigMismatch,
     atomic_write_json,
@@ -194,7 +196,7 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
 
     # 1-2. teacher and its logits: either carried in as a bundle (made on another machine) or made here
     if cfg.teacher_logits:
-        from .logits import load_logits_bundles
+        from .teacher.logits import load_logits_bundles
 
         bundle = load_logits_bundles(cfg.teacher_logits)
         bundle = bundle.aligned_to(train, dev, source=cfg.teacher_logits)  # a subset (quick profile) is fine
@@ -285,7 +287,7 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
     }
     atomic_write_json(out / "record.json", record)
     if cfg.plot:
-        from .plots import plot_student_vs_teacher
+        from .evaluation.plots import plot_student_vs_teacher
 
         teacher_targets = task.teacher_to_student_logits(teacher_dev_logits)
         plot_student_vs_teacher(task, teacher_targets, student_dev_logits, dev.labels, out / "student_vs_teacher.png")

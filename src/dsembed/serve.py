@@ -16,11 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .errors import StoreError
+
 if TYPE_CHECKING:  # pragma: no cover
     from fastapi import FastAPI
 
-    from .modeling import DSEModel
     from .retrieval import CandidateStore
+    from .student.model import DSEModel
 
 
 @dataclass
@@ -103,7 +105,7 @@ def create_app(model: "DSEModel", store: "CandidateStore | str | Path | None" = 
     from fastapi import FastAPI, HTTPException
     from pydantic import BaseModel, Field, field_validator
 
-    from .retrieval import PREFILTER_KINDS, StoreError, has_ann, load_ann, open_store, rank, resolve_label
+    from .retrieval import PREFILTER_KINDS, has_ann, load_ann, open_store, rank, resolve_label
 
     limits = limits or ServeLimits()
     opened = open_store(store, model) if store is not None else None
@@ -223,7 +225,7 @@ def serve(model_path: str | Path, store: str | Path | None = None, host: str = "
     """Load a student (and store) and serve it with uvicorn until interrupted."""
     import uvicorn
 
-    from .modeling import DSEModel
+    from .student.model import DSEModel
 
     model = DSEModel.load(model_path)
     app = create_app(model, store, limits)

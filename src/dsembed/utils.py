@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from .errors import RunConfigMismatch
+
 
 def _read_umask_without_setting() -> int | None:
     """The process umask from /proc (Linux >= 4.7), or None where that is not available."""
@@ -128,10 +130,6 @@ def set_seed(seed: int) -> None:
 def cache_dir() -> Path:
     """Where dsembed keeps derived artefacts (teacher logits, extracted bases)."""
     return Path(os.environ.get("DSEMBED_CACHE", Path.home() / ".cache" / "dsembed"))
-
-
-class RunConfigMismatch(ValueError):
-    """A run folder holds work made with other settings or data; resuming it would mix the two."""
 
 
 def check_run_config(folder: str | os.PathLike, config: dict[str, Any]) -> None:

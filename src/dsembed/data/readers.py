@@ -25,6 +25,8 @@ import numpy as np
 
 from dsembed.tasks import HF_LABEL_NAMES, TaskSpec, get_task
 
+from ..errors import DataFormatError
+
 logger = logging.getLogger("dsembed.data")
 
 PathLike = str | os.PathLike[str]
@@ -34,19 +36,6 @@ PAIR_SUFFIXES = (".tsv", ".csv", ".jsonl", ".json")
 SENTENCE_SUFFIXES = (".txt", *PAIR_SUFFIXES)
 GLUE_SPLITS = ("train", "dev", "test")
 GLUE_DIR_ENV = "DSEMBED_GLUE_DIR"
-
-
-class DataFormatError(ValueError):
-    """A malformed input file; carries where (``path``, 1-based ``line``) and what (``problem``)."""
-
-    def __init__(self, path: PathLike, line: int, problem: str) -> None:
-        self.path = str(path)
-        self.line = line
-        self.problem = problem
-        super().__init__(f"{self.path}:{line}: {problem}")
-
-    def __reduce__(self) -> tuple[Any, ...]:  # keep picklable (multiprocessing / dataloader workers)
-        return (type(self), (self.path, self.line, self.problem))
 
 
 # --------------------------------------------------------------------------------------------------

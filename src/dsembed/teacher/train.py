@@ -7,7 +7,6 @@ can be a teacher too; :class:`Teacher` wraps inference for both.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import asdict, dataclass, field
@@ -17,7 +16,6 @@ from typing import Any
 import numpy as np
 import torch
 from torch.utils.data import Dataset
-from tqdm.auto import tqdm
 from transformers import (
     AutoModelForSequenceClassification,
     AutoTokenizer,
@@ -27,22 +25,21 @@ from transformers import (
     TrainingArguments,
 )
 
-from .data import PairDataset
-from .evaluation import compute_metrics
-from .tasks import TaskSpec
-from .utils import (
+from ..artifacts import TEACHER_INFO
+from ..data import PairDataset
+from ..evaluation import compute_metrics
+from ..tasks import TaskSpec
+from ..utils import (
     atomic_dir,
     atomic_write_json,
     check_run_config,
-    default_device,
     dev_curve,
-    folder_fingerprint,
     set_seed,
 )
 
 logger = logging.getLogger("dsembed.teacher")
 
-TEACHER_INFO = "dsembed_teacher.json"
+
 IDENTITY_ACTIVATION = "torch.nn.modules.linear.Identity"
 
 
@@ -101,7 +98,7 @@ def train_teacher(task: TaskSpec, train: PairDataset, dev: PairDataset, output_d
 
     Epoch checkpoints live in ``output_dir/checkpoints`` so a killed run continues where it was.
     """
-    from .bases import resolve_model_path
+    from ..bases import resolve_model_path
 
     recipe = recipe or TeacherRecipe()
     output_dir = Path(output_dir)
@@ -177,96 +174,3 @@ def train_teacher(task: TaskSpec, train: PairDataset, dev: PairDataset, output_d
         }
         atomic_write_json(tmp / TEACHER_INFO, info)
     return final
-
-
-class _PairScorer:
-    """``predict`` on the student's scale, for anything with ``task`` and ``predict_logits``."""
-
-    task: TaskSpec
-
-    def predict_logits(self, pairs: list[tuple[str, str]], batch_size: int = 64,
-                       show_progress_bar: bool | None = None) -> np.ndarray:
-        raise NotImplementedError
-
-    def predict(self, pairs: list[tuple[str, str]], batch_size: int = 64,
-                show_progress_bar: bool | None = None) -> np.ndarray:
-        """Pair scores on the student's scale (P(positive), regression value, class probabilities)."""
-        from .losses import logits_to_scores
-
-        logits = self.task.teacher_to_student_logits(self.predict_logits(pairs, batch_size, show_progress_bar))
-        return logits_to_scores(self.task, torch.as_tensor(logits)).numpy()
-
-
-class Teacher(_PairScorer):
-    """Inference over a cross-encoder folder or hub id: raw logits for pairs."""
-
-    def __init__(self, model_name_or_path: str | Path, task: TaskSpec, max_length: int | None = None,
-                 device: str | None = None) -> None:
-        from .bases import resolve_model_path
-
-        self.path = resolve_model_path(str(model_name_or_path))
-        self.task = task
-        self.device = device or default_device()
-        self.tokenizer = AutoTokenizer.from_pretrained(self.path)
-        self.model = AutoModelForSequenceClassification.from_pretrained(self.path).to(self.device).eval()
-        info_file = Path(self.path) / TEACHER_INFO
-        self.info: dict[str, Any] = json.loads(info_file.read_text()) if info_file.is_file() else {}
-        self.max_length = max_length or self.info.get("max_length") or task.max_length
-        got = self.model.config.num_labels
-        if got != task.num_labels:
-            raise ValueError(f"teacher {self.path} has {got} outputs but task {task.name} needs {task.num_labels}")
-
-    def fingerprint(self) -> str:
-        """Identity of the teacher's weights + config + inference length; keys the logit cache."""
-        base = folder_fingerprint(self.path) if Path(self.path).is_dir() else f"hub:{self.path}"
-        return f"{base}:len{self.max_length}"
-
-    @torch.inference_mode()
-    def predict_logits(self, pairs: list[tuple[str, str]], batch_size: int = 64,
-                       show_progress_bar: bool | None = None) -> np.ndarray:
-        """Raw logits [n, num_labels]; pairs are length-sorted into batches for speed, then unsorted."""
-        out = np.zeros((len(pairs), self.task.num_labels), dtype=np.float32)
-        if not pairs:
-            return out
-        order = np.argsort([-(len(a) + len(b)) for a, b in pairs], kind="stable")
-        show = len(pairs) > 4 * batch_size if show_progress_bar is None else show_progress_bar
-        for start in tqdm(range(0, len(pairs), batch_size), desc="teacher", disable=not show, unit="batch"):
-            idx = order[start:start + batch_size]
-            enc = self.tokenizer([pairs[i][0] for i in idx], [pairs[i][1] for i in idx], truncation=True,
-                                 max_length=self.max_length, padding=True, return_tensors="pt").to(self.device)
-            logits = self.model(**enc).logits.float().cpu().numpy()
-            out[idx] = logits
-        return out
-
-
-
-class EnsembleTeacher(_PairScorer):
-    """Mean of several cross-encoders' logits: steadier, usually stronger than any one member."""
-
-    def __init__(self, members: list[str | Path], task: TaskSpec, max_length: int | None = None,
-                 device: str | None = None) -> None:
-        if len(members) < 2:
-            raise ValueError("an ensemble teacher needs at least two cross-encoders")
-        self.members = [Teacher(m, task, max_length=max_length, device=device) for m in members]
-        self.task = task
-        self.path = ",".join(str(m.path) for m in self.members)
-        self.max_length = self.members[0].max_length
-        self.info: dict[str, Any] = {"members": [dict(m.info, path=str(m.path)) for m in self.members]}
-
-    def fingerprint(self) -> str:
-        # order-independent: the mean does not depend on the order of the members
-        return "ensemble:" + "+".join(sorted(m.fingerprint() for m in self.members))
-
-    def predict_logits(self, pairs: list[tuple[str, str]], batch_size: int = 64,
-                       show_progress_bar: bool | None = None) -> np.ndarray:
-        return np.mean([m.predict_logits(pairs, batch_size, show_progress_bar) for m in self.members], axis=0)
-
-
-
-def load_teacher(spec: str | Path, task: TaskSpec, max_length: int | None = None,
-                 device: str | None = None) -> Teacher | EnsembleTeacher:
-    """One cross-encoder (folder or hub id), or an ensemble given as comma-separated members."""
-    members = [m.strip() for m in str(spec).split(",") if m.strip()]
-    if len(members) > 1:
-        return EnsembleTeacher(members, task, max_length=max_length, device=device)
-    return Teacher(members[0], task, max_length=max_length, device=device)

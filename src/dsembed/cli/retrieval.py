@@ -12,6 +12,8 @@ from typing import Annotated, Any
 
 import typer
 
+from ..errors import DataFormatError, StoreError
+
 ModelArg = Annotated[Path, typer.Argument(help="a dsembed student folder")]
 StoreArg = Annotated[Path, typer.Argument(help="a candidate store folder (see `dsembed index build`)")]
 ColumnOpt = Annotated[str | None, typer.Option(help="text column (.tsv/.csv) or key (.jsonl); default 'sentence'")]
@@ -20,7 +22,7 @@ ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help="pro
 
 
 def _setup() -> None:
-    from .cli import _setup as base_setup
+    from .main import _setup as base_setup
 
     base_setup()
 
@@ -31,7 +33,7 @@ def _fail(message: str) -> None:
 
 
 def _read_input(path: Path, column: str | None, id_column: str | None) -> tuple[list[str], list[str] | None]:
-    from .data import DataFormatError, read_sentences
+    from ..data import read_sentences
 
     try:
         texts = read_sentences(path, column=column)
@@ -44,7 +46,7 @@ def _read_input(path: Path, column: str | None, id_column: str | None) -> tuple[
 
 
 def _load_model(path: Path) -> Any:
-    from .modeling import DSEModel
+    from ..student.model import DSEModel
 
     try:
         return DSEModel.load(path)
@@ -82,7 +84,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Encode a candidate file into a store (resumes an interrupted build of the same input)."""
         _setup()
-        from .retrieval import StoreError, build_store
+        from ..retrieval import build_store
 
         texts, ids = _read_input(input, column, id_column)
         student = _load_model(model)
@@ -110,8 +112,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Append candidates to an existing store (existing rows are not re-encoded; the ANN index is extended)."""
         _setup()
-        from .retrieval import StoreError, ingest, open_store
-        from .retrieval import discard_pending as discard
+        from ..retrieval import discard_pending as discard
+        from ..retrieval import ingest, open_store
 
         texts, ids = _read_input(input, column, id_column)
         student = _load_model(model)
@@ -140,7 +142,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """(Re)build a FAISS prefilter index of a store."""
         _setup()
-        from .retrieval import StoreError, build_ann, open_store
+        from ..retrieval import build_ann, open_store
 
         student = _load_model(model) if model is not None else None
         metas = []
@@ -156,7 +158,7 @@ def register(app: typer.Typer) -> None:
     @index_app.command("info")
     def index_info(store: StoreArg) -> None:
         """Print a store's manifest, file sizes and ANN state as JSON."""
-        from .retrieval import StoreError, open_store
+        from ..retrieval import open_store
 
         try:
             typer.echo(json.dumps(open_store(store).info(), indent=2, default=str))
@@ -185,7 +187,7 @@ def register(app: typer.Typer) -> None:
         _setup()
         import time
 
-        from .retrieval import StoreError, rank
+        from ..retrieval import rank
 
         texts = list(query or [])
         if queries is not None:
@@ -227,7 +229,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Head scores of all pairs within a set (dedup/clustering): print the pairs over a threshold."""
         _setup()
-        from .retrieval import iter_all_pairs
+        from ..retrieval import iter_all_pairs
 
         texts, _ = _read_input(input, column, None)
         student = _load_model(model)
@@ -266,9 +268,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Serve encode / score / search over HTTP (FastAPI + uvicorn)."""
         _setup()
-        from .retrieval import StoreError
-        from .serve import ServeLimits
-        from .serve import serve as run_server
+        from ..serve import ServeLimits
+        from ..serve import serve as run_server
 
         limits = ServeLimits(max_body_bytes=max_body_bytes, max_sentences=max_sentences, max_pairs=max_pairs,
                              max_top_k=max_top_k)
@@ -299,7 +300,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Speed benchmark: teacher vs student exact head vs ANN + re-rank vs plain ST cosine, over N."""
         _setup()
-        from .bench import BenchConfig, format_summary, run_bench
+        from ..bench import BenchConfig, format_summary, run_bench
 
         cfg = BenchConfig(model=model, teacher=teacher, sizes=tuple(int(x) for x in sizes.split(",")),
                           real_sentences=real, queries=queries, teacher_max=teacher_max,

@@ -17,16 +17,13 @@ import numpy as np
 from safetensors.numpy import load_file, save_file
 from tqdm.auto import tqdm
 
-from .data import PairDataset
-from .utils import atomic_write_bytes, atomic_write_json, cache_dir, sha256_bytes
+from ..data import PairDataset
+from ..errors import StaleLogitsError
+from ..utils import atomic_write_bytes, atomic_write_json, cache_dir, sha256_bytes
 
 logger = logging.getLogger("dsembed.logits")
 
 FORMAT_VERSION = 1
-
-
-class StaleLogitsError(ValueError):
-    """Stored logits belong to another teacher or to other pairs."""
 
 
 @dataclass

@@ -11,6 +11,8 @@ from typing import Annotated
 
 import typer
 
+from ..errors import DataFormatError, RunConfigMismatch, StaleLogitsError
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Distilled Sentence Embedding: teacher -> logits -> siamese student -> fast pair scores.")
 teacher_app = typer.Typer(no_args_is_help=True, help="Fine-tune or inspect the cross-encoder teacher.")
@@ -40,8 +42,8 @@ def _fail(message: str) -> None:
 def _task_and_data(task: str, train: Path | None, dev: Path | None, kind: str | None, labels: str | None,
                    skip_bad: bool, data_dir: Path | None = None, source: str = "auto"):  # noqa: ANN202
     """A GLUE task (local copy or hub) or a user task from files."""
-    from .data import DataFormatError, load_glue, read_pairs
-    from .tasks import custom_task, get_task
+    from ..data import load_glue, read_pairs
+    from ..tasks import custom_task, get_task
 
     try:
         if kind:
@@ -94,7 +96,7 @@ def pipeline(
     _setup()
     if only_student not in (None, "dse", "label-only", "label_only"):
         _fail(f"--only-student must be dse or label-only, not {only_student!r}")
-    from .pipeline import PipelineConfig, format_table, run_pipeline
+    from ..pipeline import PipelineConfig, format_table, run_pipeline
 
     cfg = PipelineConfig.from_profile(
         profile, task=task, output_dir=str(output_dir or Path("runs") / profile / task), teacher=teacher,
@@ -106,9 +108,6 @@ def pipeline(
         train_file=str(train) if train else None, dev_file=str(dev) if dev else None, kind=kind,
         labels=tuple(x.strip() for x in (labels or "").split(",") if x.strip()), skip_bad=skip_bad,
         only_student=only_student.replace("-", "_") if only_student else None)
-    from .data import DataFormatError
-    from .logits import StaleLogitsError
-    from .utils import RunConfigMismatch
 
     try:
         record = run_pipeline(cfg)
@@ -139,12 +138,11 @@ def teacher_train(
 ) -> None:
     """Fine-tune a cross-encoder teacher (resumes from its last epoch checkpoint)."""
     _setup()
-    from .teacher import TeacherRecipe, train_teacher
+    from ..teacher import TeacherRecipe, train_teacher
 
     spec, train_ds, dev_ds = _task_and_data(task, train, dev, kind, labels, skip_bad)
     recipe = TeacherRecipe(base=base, epochs=epochs, learning_rate=learning_rate, batch_size=batch_size,
                            max_length=max_length, max_train_pairs=max_train_pairs, seed=seed)
-    from .utils import RunConfigMismatch
 
     try:
         path = train_teacher(spec, train_ds, dev_ds, output_dir, recipe, show_progress_bar=progress)
@@ -169,8 +167,8 @@ def teacher_export_logits(
     the student is trained; every row stays tied to its pair by hash.
     """
     _setup()
-    from .logits import write_logits_bundle
-    from .teacher import load_teacher
+    from ..teacher import load_teacher
+    from ..teacher.logits import write_logits_bundle
 
     spec, train_ds, dev_ds = _task_and_data(task, train, dev, kind, labels, skip_bad)
     bundle = write_logits_bundle(load_teacher(teacher, spec), train_ds, dev_ds, output_dir, batch_size=batch_size,
@@ -191,8 +189,8 @@ def logits(
 ) -> None:
     """Compute the teacher's logits on every training pair once (resumable), and store them."""
     _setup()
-    from .logits import compute_teacher_logits
-    from .teacher import load_teacher
+    from ..teacher import load_teacher
+    from ..teacher.logits import compute_teacher_logits
 
     spec, train_ds, _ = _task_and_data(task, train, train, kind, labels, skip_bad) if train else \
         _task_and_data(task, None, None, kind, labels, skip_bad)
@@ -225,8 +223,8 @@ def distill_cmd(
 ) -> None:
     """Train the siamese student on labels and teacher logits (alpha=0: labels only)."""
     _setup()
-    from .logits import StaleLogitsError, TeacherLogits
-    from .trainer import DistillConfig, distill
+    from ..student.train import DistillConfig, distill
+    from ..teacher.logits import TeacherLogits
 
     spec, train_ds, dev_ds = _task_and_data(task, train, dev, kind, labels, skip_bad)
     train_ds = train_ds.subset(max_train_pairs, seed=42)
@@ -242,7 +240,6 @@ def distill_cmd(
     cfg = DistillConfig(base=base, alpha=alpha, pooling=pooling, top_k=top_k, epochs=epochs,
                         learning_rate=learning_rate, head_learning_rate=head_learning_rate, batch_size=batch_size,
                         max_length=max_length)
-    from .utils import RunConfigMismatch
 
     try:
         path = distill(spec, train_ds, dev_ds, output_dir, None if stored is None else stored.logits, cfg,
@@ -265,10 +262,10 @@ def evaluate(
 ) -> None:
     """GLUE metrics of a student on a task split (and of its teacher, if given)."""
     _setup()
-    from .data import load_glue, read_pairs
-    from .evaluation import compute_metrics, evaluate_student, relative_degradation
-    from .modeling import DSEModel
-    from .teacher import load_teacher
+    from ..data import load_glue, read_pairs
+    from ..evaluation import compute_metrics, evaluate_student, relative_degradation
+    from ..student.model import DSEModel
+    from ..teacher import load_teacher
 
     student = DSEModel.load(model)
     spec = student.task
@@ -291,9 +288,8 @@ def eval_sts(
 ) -> None:
     """Spearman/Pearson of the student's head score and of plain cosine on any STS-style file."""
     _setup()
-    from .data import DataFormatError
-    from .evaluation import evaluate_sts_file
-    from .modeling import DSEModel
+    from ..evaluation import evaluate_sts_file
+    from ..student.model import DSEModel
 
     student = DSEModel.load(model)
     try:
@@ -318,9 +314,9 @@ def encode(
     _setup()
     import numpy as np
 
-    from .data import DataFormatError, read_sentences
-    from .modeling import DSEModel
-    from .utils import atomic_write_bytes
+    from ..data import read_sentences
+    from ..student.model import DSEModel
+    from ..utils import atomic_write_bytes
 
     try:
         sentences = read_sentences(input, column=column)
@@ -347,8 +343,8 @@ def score(
 ) -> None:
     """Score sentence pairs with the student's head (P(positive), a similarity value, or class probabilities)."""
     _setup()
-    from .data import DataFormatError, read_pairs
-    from .modeling import DSEModel
+    from ..data import read_pairs
+    from ..student.model import DSEModel
 
     student = DSEModel.load(model)
     if pairs is not None:
@@ -367,7 +363,7 @@ def score(
         typer.echo(f"{shown}\t{a}\t{b}")
 
 
-from .cli_retrieval import register as _register_retrieval  # noqa: E402
+from .retrieval import register as _register_retrieval  # noqa: E402
 
 _register_retrieval(app)
 

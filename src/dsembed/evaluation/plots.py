@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .tasks import TaskSpec
+from ..tasks import TaskSpec
 
 
 def plot_student_vs_teacher(task: TaskSpec, teacher_logits: np.ndarray, students: dict[str, np.ndarray],

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .tasks import TaskSpec
+from ..tasks import TaskSpec
 
 
 def task_loss(task: TaskSpec, logits: Tensor, labels: Tensor) -> Tensor:

@@ -19,36 +19,16 @@ from sentence_transformers import SentenceTransformer
 from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
 from torch import Tensor, nn
 
-from . import __version__
-from .losses import DSELoss, logits_to_scores
-from .st_pooling import LayerConcatMeanPooling
-from .tasks import TaskSpec
-from .utils import atomic_dir, default_device, sha256_bytes
+from .. import __version__
+from ..artifacts import HF_CONFIG, POOLING_CODE, ST_MODULES, STUDENT_CONFIG, STUDENT_HEAD
+from ..tasks import TaskSpec
+from ..utils import atomic_dir, default_device, sha256_bytes
+from .head import PairHead
+from .loss import DSELoss, logits_to_scores
+from .pooling import LayerConcatMeanPooling
 
-HEAD_FILE = "dse_head.safetensors"
-CONFIG_FILE = "dse_config.json"
-POOLING_CODE_FILE = "dsembed_pooling.py"
 POOLING_CLASS_REF = "dsembed_pooling.LayerConcatMeanPooling"
 POOLINGS = ("top4", "topk", "mean", "cls")
-
-
-class PairHead(nn.Module):
-    """``[u, v, u*v, |u-v|]`` -> Linear(hidden) -> ReLU -> Linear(k), as in the official DSE code."""
-
-    def __init__(self, embedding_dim: int, hidden_dim: int = 512, num_outputs: int = 1, dropout: float = 0.0) -> None:
-        super().__init__()
-        self.embedding_dim = embedding_dim
-        self.dense = nn.Linear(4 * embedding_dim, hidden_dim)
-        self.dropout = nn.Dropout(dropout)
-        self.out = nn.Linear(hidden_dim, num_outputs)
-
-    @staticmethod
-    def pair_features(u: Tensor, v: Tensor) -> Tensor:
-        return torch.cat([u, v, u * v, (u - v).abs()], dim=-1)
-
-    def forward(self, u: Tensor, v: Tensor) -> Tensor:
-        hidden = torch.relu(self.dense(self.pair_features(u, v)))
-        return self.out(self.dropout(hidden))
 
 
 def _task_from_dict(data: dict[str, Any]) -> TaskSpec:
@@ -84,7 +64,7 @@ def _normalise_pooling(pooling: str, top_k: int) -> tuple[str, int]:
 def build_encoder(base: str, pooling: str = "topk", top_k: int = 4, max_seq_length: int | None = 128,
                   device: str | None = None) -> SentenceTransformer:
     """A fresh SentenceTransformer over a pretrained HF encoder with the chosen DSE pooling."""
-    from .bases import resolve_model_path
+    from ..bases import resolve_model_path
 
     pooling, top_k = _normalise_pooling(pooling, top_k)
     path = resolve_model_path(base)
@@ -134,16 +114,16 @@ class DSEModel(nn.Module):
     def load(cls, path: str | Path, device: str | None = None, trust_remote_code: bool = False) -> DSEModel:
         """Load a student saved by :meth:`save` (safetensors only)."""
         path = Path(path)
-        config_path = path / CONFIG_FILE
+        config_path = path / STUDENT_CONFIG
         if not config_path.is_file():
-            raise FileNotFoundError(f"{path} is not a dsembed student: {CONFIG_FILE} is missing")
+            raise FileNotFoundError(f"{path} is not a dsembed student: {STUDENT_CONFIG} is missing")
         config = DSEConfig(**json.loads(config_path.read_text()))
         needs_code = _check_folder_code(path, trust_remote_code)
         encoder = SentenceTransformer(str(path), device=device or default_device(),
                                       trust_remote_code=needs_code or trust_remote_code, local_files_only=True)
         task = _task_from_dict(config.task)
         head = PairHead(config.embedding_dim, config.head_hidden, task.student_outputs, config.head_dropout)
-        head.load_state_dict(load_file(str(path / HEAD_FILE)))
+        head.load_state_dict(load_file(str(path / STUDENT_HEAD)))
         model = cls(encoder, head, task, config)
         model.eval()
         return model
@@ -153,16 +133,16 @@ class DSEModel(nn.Module):
         with atomic_dir(path) as tmp:
             self.encoder.save(str(tmp))
             if self.config.pooling == "topk":
-                (tmp / POOLING_CODE_FILE).write_bytes(_pooling_source())
-                modules_path = tmp / "modules.json"
+                (tmp / POOLING_CODE).write_bytes(_pooling_source())
+                modules_path = tmp / ST_MODULES
                 modules = json.loads(modules_path.read_text())
                 for module in modules:
                     if module["type"].endswith("LayerConcatMeanPooling"):
                         module["type"] = POOLING_CLASS_REF
                 modules_path.write_text(json.dumps(modules, indent=2))
             state = {k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()}
-            save_file(state, str(tmp / HEAD_FILE))
-            (tmp / CONFIG_FILE).write_text(json.dumps(asdict(self.config), indent=2, default=str))
+            save_file(state, str(tmp / STUDENT_HEAD))
+            (tmp / STUDENT_CONFIG).write_text(json.dumps(asdict(self.config), indent=2, default=str))
 
     # ---- training forward ---------------------------------------------------------------
     @property
@@ -245,7 +225,7 @@ class DSEModel(nn.Module):
 
     def rank(self, query: Any, store: Any, top_k: int = 10, **kwargs: Any) -> Any:
         """Rank a candidate store against a query with the head (see :func:`dsembed.retrieval.rank`)."""
-        from .retrieval import rank
+        from ..retrieval import rank
 
         return rank(self, query, store, top_k, **kwargs)
 
@@ -256,7 +236,7 @@ def _check_folder_code(path: Path, trust_remote_code: bool) -> bool:
     Returns whether the folder needs that pooling module (and so ``trust_remote_code`` for
     sentence-transformers, which is then safe because we checked every module type).
     """
-    modules_file = path / "modules.json"
+    modules_file = path / ST_MODULES
     types = [m.get("type", "") for m in json.loads(modules_file.read_text())] if modules_file.is_file() else []
     needs_code = POOLING_CLASS_REF in types
     if trust_remote_code:
@@ -265,12 +245,12 @@ def _check_folder_code(path: Path, trust_remote_code: bool) -> bool:
     if foreign:
         raise ValueError(f"{modules_file} names module types that are not dsembed's or sentence-transformers' "
                          f"({', '.join(foreign)}); pass trust_remote_code=True only if you trust this folder")
-    config_file = path / "config.json"
+    config_file = path / HF_CONFIG
     if config_file.is_file() and "auto_map" in json.loads(config_file.read_text()):
         raise ValueError(f"{config_file} asks for custom model code (auto_map); pass trust_remote_code=True only "
                          "if you trust this folder")
     if needs_code:
-        code_file = path / POOLING_CODE_FILE
+        code_file = path / POOLING_CODE
         if not code_file.is_file() or sha256_bytes(code_file.read_bytes()) != sha256_bytes(_pooling_source()):
             raise ValueError(f"{code_file} is missing or differs from dsembed's pooling code; pass "
                              "trust_remote_code=True only if you trust this folder")
@@ -278,4 +258,4 @@ def _check_folder_code(path: Path, trust_remote_code: bool) -> bool:
 
 
 def _pooling_source() -> bytes:
-    return (Path(__file__).parent / "st_pooling.py").read_bytes()
+    return (Path(__file__).parent / "pooling.py").read_bytes()

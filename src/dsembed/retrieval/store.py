@@ -47,10 +47,11 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .utils import atomic_write_json
+from ..errors import ModelMismatchError, StoreError
+from ..utils import atomic_write_json
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .modeling import DSEModel, PairHead
+    from ..student.model import DSEModel, PairHead
 
 logger = logging.getLogger("dsembed.retrieval")
 
@@ -65,14 +66,6 @@ COPY_FILES = {"bfloat16": "embeddings.bf16", "float16": "embeddings.f16", "int8"
 INT8_SCALE_FILE = "embeddings.i8.scale.f32"
 PROJ_BF16_FILE = "cand_proj.bf16"  # written with the bfloat16 copy: the screening scan reads only bf16
 PRECISIONS = ("fp32", "bf16")
-
-
-class StoreError(ValueError):
-    """A candidate store that cannot be used as asked (missing, corrupt, conflicting ingest)."""
-
-
-class ModelMismatchError(StoreError):
-    """The store was built with another model: its embeddings and precomputation do not fit this one."""
 
 
 # --------------------------------------------------------------------------------------------------

@@ -10,8 +10,8 @@ import numpy as np
 from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 
-from .data import PairDataset, read_pairs
-from .tasks import TaskSpec, custom_task
+from ..data import PairDataset, read_pairs
+from ..tasks import TaskSpec, custom_task
 
 
 def compute_metrics(task: TaskSpec, logits: np.ndarray, labels: np.ndarray, teacher: bool = False) -> dict[str, float]:

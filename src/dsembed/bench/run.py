@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .retrieval import (
+from ..retrieval import (
     CandidateStore,
     HeadScorer,
     RankTimings,
@@ -45,7 +45,7 @@ from .retrieval import (
     rank,
     sentences_fingerprint,
 )
-from .utils import atomic_write_json, cache_dir
+from ..utils import atomic_write_json, cache_dir
 
 logger = logging.getLogger("dsembed.bench")
 
@@ -111,7 +111,7 @@ def glue_sentences(glue_dir: str | Path) -> list[str]:
 
 def bench_queries(n: int, seed: int, glue_dir: str | None) -> list[tuple[str, str]]:
     """(query, paraphrase) pairs from MRPC dev positives: the paraphrase goes into the store."""
-    from .data import load_glue
+    from ..data import load_glue
 
     dev = load_glue("mrpc", "dev", data_dir=glue_dir)
     pos = [(a, b) for a, b, y in zip(dev.sentence1, dev.sentence2, dev.labels, strict=True) if y == 1 and a != b]
@@ -183,8 +183,8 @@ def _summary(times: list[float]) -> dict[str, Any]:
 
 
 def _load_student(cfg: BenchConfig) -> tuple[Any, dict[str, Any]]:
-    from .modeling import DSEModel
-    from .tasks import get_task
+    from ..student.model import DSEModel
+    from ..tasks import get_task
 
     if cfg.model:
         model = DSEModel.load(cfg.model, device="cpu")
@@ -202,7 +202,7 @@ def _load_student(cfg: BenchConfig) -> tuple[Any, dict[str, Any]]:
 
 def _load_teacher(cfg: BenchConfig, task: Any, max_length: int) -> tuple[Any, dict[str, Any]]:
     """The cross-encoder, truncating at the student's max length so both read the same tokens."""
-    from .teacher import Teacher
+    from ..teacher import Teacher
 
     if cfg.teacher:
         teacher = Teacher(cfg.teacher, task, max_length=max_length, device="cpu")
@@ -264,8 +264,8 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     import faiss
     from sentence_transformers import util as st_util
 
-    from .data import default_glue_dir
-    from .utils import environment_record
+    from ..data import default_glue_dir
+    from ..utils import environment_record
 
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)

@@ -18,11 +18,11 @@ import torch
 from torch.utils.data import Dataset
 from transformers import EvalPrediction, Trainer, TrainingArguments
 
-from .data import PairDataset
-from .evaluation import compute_metrics
-from .modeling import DSEModel
-from .tasks import TaskSpec
-from .utils import atomic_write_json, check_run_config, dev_curve, load_average, set_seed, sha256_bytes
+from ..data import PairDataset
+from ..evaluation import compute_metrics
+from ..tasks import TaskSpec
+from ..utils import atomic_write_json, check_run_config, dev_curve, load_average, set_seed, sha256_bytes
+from .model import DSEModel
 
 logger = logging.getLogger("dsembed.trainer")
 

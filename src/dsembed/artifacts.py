@@ -1,0 +1,56 @@
+"""The one place that names dsembed's files on disk; every module refers to these constants.
+
+A run folder (``dsembed pipeline``) holds ``teacher/``, ``logits_cache/``, one folder per student
+and ``record.json``; each training folder holds ``run_config.json`` (what it was started with),
+``checkpoints/`` and, once finished, ``model/`` (+ ``training.json`` for students).
+"""
+
+from __future__ import annotations
+
+# --- training folders (teacher and student) -------------------------------------------------------
+RUN_CONFIG = "run_config.json"  # settings a resumable run was started with; a mismatch refuses to resume
+CHECKPOINTS_DIR = "checkpoints"  # HF Trainer epoch checkpoints
+MODEL_DIR = "model"  # the finished, dev-selected model
+TRAINING_RECORD = "training.json"  # a student's training record (settings, dev metrics, curve, wall time)
+TRAINER_STATE = "trainer_state.json"  # written by the HF Trainer inside each checkpoint
+
+# --- a saved teacher (cross-encoder folder) ---------------------------------------------------------
+TEACHER_INFO = "dsembed_teacher.json"
+
+# --- a saved student (sentence-transformers folder + DSE parts) ------------------------------------
+STUDENT_CONFIG = "dse_config.json"
+STUDENT_HEAD = "dse_head.safetensors"
+POOLING_CODE = "dsembed_pooling.py"  # copy of student/pooling.py: top-k pooling for plain sentence-transformers
+ST_MODULES = "modules.json"  # sentence-transformers' module list
+HF_CONFIG = "config.json"  # a transformers model config
+WEIGHTS = "model.safetensors"
+
+# --- teacher logits -----------------------------------------------------------------------------------
+LOGITS_FILE = "logits.safetensors"  # one cache entry (teacher x pairs)
+LOGITS_META = "meta.json"
+BUNDLE_INFO = "teacher.json"  # a logits bundle's teacher record
+BUNDLE_SPLIT_FILE = "{split}.safetensors"  # train.safetensors, dev.safetensors
+
+# --- pipeline run folder --------------------------------------------------------------------------------
+RUN_RECORD = "record.json"
+RUN_PLOT = "student_vs_teacher.png"
+TEACHER_SUBDIR = "teacher"
+LOGITS_CACHE_SUBDIR = "logits_cache"
+
+# --- candidate store ------------------------------------------------------------------------------------
+STORE_MANIFEST = "manifest.json"
+STORE_EMBEDDINGS = "embeddings.f32"
+STORE_PROJECTION = "cand_proj.f32"
+STORE_PROJECTION_BF16 = "cand_proj.bf16"  # written with the bfloat16 copy: the screening scan reads only bf16
+STORE_TEXTS = "texts.jsonl"
+STORE_OFFSETS = "texts.offsets.u64"
+STORE_COPIES = {"bfloat16": "embeddings.bf16", "float16": "embeddings.f16", "int8": "embeddings.i8"}
+STORE_INT8_SCALE = "embeddings.i8.scale.f32"
+
+# --- speed benchmark ----------------------------------------------------------------------------------
+SPEED_RECORD = "speed.json"
+SPEED_PARTIAL = "speed.partial.json"
+SPEED_PLOT = "speed.png"
+
+# --- offline bases ------------------------------------------------------------------------------------
+BASE_MANIFEST = ".dsembed-base.json"  # written last into an assembled base folder

@@ -1,0 +1,9 @@
+"""The DSE student: shared encoder + pooling, the pair head, the distillation loss and trainer."""
+
+from .head import PairHead
+from .loss import DSELoss, logits_to_scores, task_loss
+from .model import DSEConfig, DSEModel, build_encoder
+from .train import DistillationTrainer, distill
+
+__all__ = ["DSEConfig", "DSELoss", "DSEModel", "DistillationTrainer", "PairHead", "build_encoder", "distill",
+           "logits_to_scores", "task_loss"]

@@ -1,0 +1,15 @@
+"""The teacher: a fine-tuned cross-encoder (train, inference, ensembles) and its stored logits."""
+
+from .logits import (
+    LogitsBundle,
+    TeacherLogits,
+    compute_teacher_logits,
+    load_logits_bundles,
+    logits_cache_path,
+    write_logits_bundle,
+)
+from .model import EnsembleTeacher, Teacher, load_teacher
+from .train import train_teacher
+
+__all__ = ["EnsembleTeacher", "LogitsBundle", "Teacher", "TeacherLogits", "compute_teacher_logits",
+           "load_logits_bundles", "load_teacher", "logits_cache_path", "train_teacher", "write_logits_bundle"]
