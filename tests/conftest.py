@@ -135,24 +135,25 @@ def nli3_train() -> PairDataset:
 def binary_teacher(tiny_base: str, mrpc_train: PairDataset, mrpc_dev: PairDataset,
                    tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A one-epoch MRPC cross-encoder teacher folder on the tiny base."""
+    from dsembed.config import TeacherConfig
     from dsembed.teacher import train_teacher
-    from dsembed.teacher.train import TeacherRecipe
 
-    recipe = TeacherRecipe(base=tiny_base, epochs=1, batch_size=16, max_length=MAX_LEN, seed=0)
+    recipe = TeacherConfig(base=tiny_base, epochs=1, batch_size=16, max_length=MAX_LEN, seed=0)
     return train_teacher(MRPC, mrpc_train, mrpc_dev, tmp_path_factory.mktemp("teacher-mrpc"), recipe,
-                         show_progress_bar=False)
+                         show_progress_bar=False).path
 
 
 @pytest.fixture(scope="session")
 def distilled_dir(tiny_base: str, binary_teacher: Path, mrpc_train: PairDataset, mrpc_dev: PairDataset,
                   tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Output folder of a one-epoch alpha=0.5 distillation on MRPC (``model/`` holds the student)."""
-    from dsembed.student.train import DistillConfig, distill
+    from dsembed.config import StudentConfig
+    from dsembed.student import distill
     from dsembed.teacher import Teacher
 
     logits = Teacher(binary_teacher, MRPC, device="cpu").predict_logits(mrpc_train.pairs())
     out = tmp_path_factory.mktemp("distill-mrpc")
-    cfg = DistillConfig(base=tiny_base, alpha=0.5, epochs=1, batch_size=16, head_hidden=16, max_length=MAX_LEN,
+    cfg = StudentConfig(base=tiny_base, alpha=0.5, epochs=1, batch_size=16, head_hidden=16, max_length=MAX_LEN,
                         seed=0)
     distill(MRPC, mrpc_train, mrpc_dev, out, logits, cfg, show_progress_bar=False, device="cpu")
     return out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -11,11 +12,11 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import MAX_LEN, MRPC, STSB, glue_dir, needs_glue, synthetic_pairs
+from dsembed.config import PipelineConfig, StudentConfig, TeacherConfig
 from dsembed.data import PairDataset, load_glue
 from dsembed.errors import RunConfigMismatch, StaleLogitsError
 from dsembed.evaluation import compute_metrics
-from dsembed.teacher import Teacher
-from dsembed.teacher.logits import LogitsBundle, load_logits_bundles, write_logits_bundle
+from dsembed.teacher import LogitsBundle, Teacher, load_logits_bundles, write_logits_bundle
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -113,16 +114,16 @@ def _pipeline_data() -> tuple[PairDataset, PairDataset]:
 @needs_glue
 def test_pipeline_takes_a_carried_bundle_instead_of_a_teacher(binary_teacher: Path, tiny_base: str,
                                                               tmp_path: Path) -> None:
-    from dsembed.pipeline import PipelineConfig, run_pipeline
+    from dsembed.pipeline import run_pipeline
 
     train, dev = _pipeline_data()
     bundle = write_logits_bundle(Teacher(binary_teacher, MRPC, device="cpu"), train, dev, tmp_path / "bundle",
                                  show_progress_bar=False)
     out = tmp_path / "run"
     cfg = PipelineConfig(task="mrpc", output_dir=str(out), teacher_logits=str(tmp_path / "bundle"),
-                         student_base=tiny_base, student_epochs=1, batch_size=16, max_train_pairs=40,
-                         max_dev_pairs=20, max_length=MAX_LEN, data_dir=str(glue_dir()), label_only_baseline=False,
-                         show_progress_bar=False, plot=False, seed=0)
+                         student=StudentConfig(base=tiny_base, epochs=1, batch_size=16, max_length=MAX_LEN, seed=0),
+                         teacher=TeacherConfig(max_length=MAX_LEN, seed=0), max_train_pairs=40, max_dev_pairs=20,
+                         data_dir=str(glue_dir()), label_only_baseline=False, show_progress_bar=False, plot=False)
     record = run_pipeline(cfg)
     assert record["results"]["teacher"] == compute_metrics(MRPC, bundle.dev.logits, dev.labels, teacher=True)
     assert record["stages"]["teacher"]["source"] == "logits bundle"
@@ -133,15 +134,15 @@ def test_pipeline_takes_a_carried_bundle_instead_of_a_teacher(binary_teacher: Pa
     # a bundle over all training pairs serves a student trained on a sample of them (quick profiles)
     full_train = load_glue(MRPC, "train", data_dir=glue_dir())
     write_logits_bundle(_HashTeacher(MRPC), full_train, dev, tmp_path / "all", show_progress_bar=False)
-    sampled = PipelineConfig(**{**cfg.__dict__, "teacher_logits": str(tmp_path / "all"), "max_train_pairs": 25,
-                                "output_dir": str(tmp_path / "run_sample")})
+    sampled = replace(cfg, teacher_logits=str(tmp_path / "all"), max_train_pairs=25,
+                                output_dir=str(tmp_path / "run_sample"))
     assert run_pipeline(sampled)["train_pairs"] == 25
 
     # a bundle made for other pairs is refused, not silently misaligned
     write_logits_bundle(Teacher(binary_teacher, MRPC, device="cpu"), train.subset(30, seed=1), dev,
                         tmp_path / "other", show_progress_bar=False)
-    bad = PipelineConfig(**{**cfg.__dict__, "teacher_logits": str(tmp_path / "other"),
-                            "output_dir": str(tmp_path / "run2")})
+    bad = replace(cfg, teacher_logits=str(tmp_path / "other"),
+                            output_dir=str(tmp_path / "run2"))
     with pytest.raises(StaleLogitsError, match="train"):
         run_pipeline(bad)
 
@@ -149,37 +150,37 @@ def test_pipeline_takes_a_carried_bundle_instead_of_a_teacher(binary_teacher: Pa
 @needs_glue
 def test_two_students_train_in_separate_runs_then_one_run_records_both(tiny_base: str, tmp_path: Path) -> None:
     """only_student lets two processes train the DSE and label-only students side by side (2 CPU lanes)."""
-    from dsembed.cli.main import app
-    from dsembed.pipeline import PipelineConfig, run_pipeline
+    from dsembed.cli import app
+    from dsembed.pipeline import run_pipeline
 
     train, dev = _pipeline_data()
     write_logits_bundle(_HashTeacher(MRPC), train, dev, tmp_path / "bundle", show_progress_bar=False)
     out = tmp_path / "run"
     cfg = PipelineConfig(task="mrpc", output_dir=str(out), teacher_logits=str(tmp_path / "bundle"),
-                         student_base=tiny_base, student_epochs=1, batch_size=16, max_train_pairs=40,
-                         max_dev_pairs=20, max_length=MAX_LEN, data_dir=str(glue_dir()),
-                         show_progress_bar=False, plot=False, seed=0)
-    first = run_pipeline(PipelineConfig(**{**cfg.__dict__, "only_student": "label_only"}))
+                         student=StudentConfig(base=tiny_base, epochs=1, batch_size=16, max_length=MAX_LEN, seed=0),
+                         teacher=TeacherConfig(max_length=MAX_LEN, seed=0), max_train_pairs=40, max_dev_pairs=20,
+                         data_dir=str(glue_dir()), show_progress_bar=False, plot=False)
+    first = run_pipeline(replace(cfg, only_student="label_only"))
     assert first["only_student"] == "label_only_student"
     assert (out / "label_only_student" / "model" / "dse_config.json").is_file()
     assert not (out / "dse_student").exists() and not (out / "record.json").exists()  # no half record
-    run_pipeline(PipelineConfig(**{**cfg.__dict__, "only_student": "dse"}))
+    run_pipeline(replace(cfg, only_student="dse"))
     record = run_pipeline(cfg)
     assert {record["stages"][name]["source"] for name in ("dse_student", "label_only_student")} == {"reused"}
     assert record["stages"]["label_only_student"]["training"]["alpha"] == 0.0
     assert record["stages"]["dse_student"]["training"]["alpha"] == 0.5
     # a finished student is not passed off as one trained for another number of epochs
     with pytest.raises(RunConfigMismatch, match="trained for 1 epochs, this run asks for 2"):
-        run_pipeline(PipelineConfig(**{**cfg.__dict__, "student_epochs": 2}))
+        run_pipeline(replace(cfg, student=replace(cfg.student, epochs=2)))
     with pytest.raises(ValueError, match="only_student must be"):
-        run_pipeline(PipelineConfig(**{**cfg.__dict__, "only_student": "teacher"}))
+        run_pipeline(replace(cfg, only_student="teacher"))
     result = CliRunner().invoke(app, ["pipeline", "mrpc", "--only-student", "both", "--no-progress"])
-    assert result.exit_code == 2 and "--only-student must be dse or label-only" in result.output
+    assert result.exit_code == 2 and "only_student must be dse or label-only" in result.output
 
 
 @needs_glue
 def test_cli_export_logits_then_pipeline_refuses_stale_bundle(binary_teacher: Path, tmp_path: Path) -> None:
-    from dsembed.cli.main import app
+    from dsembed.cli import app
 
     runner = CliRunner()
     train, dev = _pipeline_data()

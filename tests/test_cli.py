@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import MAX_LEN
-from dsembed.cli.main import app
+from dsembed.cli import app
 from dsembed.data import PairDataset
 from dsembed.student.model import DSEModel
 from dsembed.teacher.logits import TeacherLogits

@@ -333,7 +333,7 @@ def test_all_pairs_blocks(model) -> None:  # noqa: ANN001
 
 
 def test_cli_build_search_add_allpairs(model, workdir: Path) -> None:  # noqa: ANN001
-    from dsembed.cli.main import app
+    from dsembed.cli import app
 
     runner = CliRunner()
     model_dir = workdir / "student-mrpc-0"

@@ -14,13 +14,14 @@ from sentence_transformers import CrossEncoder
 
 from conftest import MAX_LEN, MRPC, NLI3, STSB, glue_dir, needs_glue, synthetic_pairs
 from dsembed.artifacts import TEACHER_INFO
+from dsembed.config import PipelineConfig, StudentConfig, TeacherConfig
 from dsembed.data import PairDataset
 from dsembed.errors import StaleLogitsError
+from dsembed.student import DistillationTrainer, distill
 from dsembed.student.model import DSEModel
-from dsembed.student.train import DistillationTrainer, DistillConfig, distill
 from dsembed.teacher import Teacher, train_teacher
 from dsembed.teacher.logits import TeacherLogits, compute_teacher_logits, logits_cache_path
-from dsembed.teacher.train import IDENTITY_ACTIVATION, TeacherRecipe
+from dsembed.teacher.train import IDENTITY_ACTIVATION
 
 SHORT_PAIRS = [("A man is playing a guitar.", "A man plays guitar."), ("The cat sleeps.", "Stocks fell sharply."),
                ("Two kids run on the beach.", "Children are running.")]
@@ -50,8 +51,8 @@ def test_binary_teacher_folder_loads_in_cross_encoder(binary_teacher: Path, mrpc
 
 def test_regression_teacher_cross_encoder_is_identity(tiny_base: str, stsb_train: PairDataset,
                                                       stsb_dev: PairDataset, tmp_path: Path) -> None:
-    recipe = TeacherRecipe(base=tiny_base, epochs=1, batch_size=16, max_length=MAX_LEN, seed=0, max_train_pairs=16)
-    path = train_teacher(STSB, stsb_train, stsb_dev, tmp_path / "teacher", recipe, show_progress_bar=False)
+    recipe = TeacherConfig(base=tiny_base, epochs=1, batch_size=16, max_length=MAX_LEN, seed=0, max_train_pairs=16)
+    path = train_teacher(STSB, stsb_train, stsb_dev, tmp_path / "teacher", recipe, show_progress_bar=False).path
     config = json.loads((path / "config.json").read_text())
     assert config["sentence_transformers"]["activation_fn"] == IDENTITY_ACTIVATION
     assert json.loads((path / TEACHER_INFO).read_text())["train_pairs"] == 16
@@ -222,7 +223,7 @@ def test_distill_saves_student_with_dev_metrics(distilled_dir: Path, mrpc_train:
 
 def test_distill_argument_checks(tiny_base: str, mrpc_train: PairDataset, mrpc_dev: PairDataset,
                                  tmp_path: Path) -> None:
-    cfg = DistillConfig(base=tiny_base, alpha=0.5, epochs=1)
+    cfg = StudentConfig(base=tiny_base, alpha=0.5, epochs=1)
     with pytest.raises(ValueError, match="alpha > 0 needs teacher logits"):
         distill(MRPC, mrpc_train, mrpc_dev, tmp_path, None, cfg)
     with pytest.raises(ValueError, match="10 teacher logits for 32 training pairs"):
@@ -244,7 +245,7 @@ def test_distill_resumes_from_checkpoints(tiny_base: str, mrpc_train: PairDatase
 
     monkeypatch.setattr(DistillationTrainer, "training_step", counting_step)
     train = mrpc_train.select(range(16))
-    cfg = DistillConfig(base=tiny_base, alpha=0.0, epochs=1, batch_size=8, head_hidden=8, max_length=16, seed=0)
+    cfg = StudentConfig(base=tiny_base, alpha=0.0, epochs=1, batch_size=8, head_hidden=8, max_length=16, seed=0)
     distill(MRPC, train, mrpc_dev, tmp_path, None, cfg, show_progress_bar=False, device="cpu")
     assert steps == [0, 1]
     assert (tmp_path / "checkpoints" / "checkpoint-2").is_dir()
@@ -261,9 +262,9 @@ def test_distill_resumes_from_checkpoints(tiny_base: str, mrpc_train: PairDatase
     # the resumed run's dev curve still holds the first epoch's evaluation, one row per epoch
     assert [row["epoch"] for row in training["dev_curve"]] == [1.0, 2.0]
     assert {"accuracy", "f1", "loss"} <= set(training["dev_curve"][0])
-    from dsembed.utils import dev_curve_from_checkpoints
+    from dsembed.training import dev_curve_from_checkpoints
 
-    assert dev_curve_from_checkpoints(tmp_path / "checkpoints") == training["dev_curve"]
+    assert dev_curve_from_checkpoints(tmp_path) == training["dev_curve"]
 
     # resume=False starts over
     steps.clear()
@@ -276,10 +277,10 @@ def test_distill_multiclass_alpha_one_without_labels(tiny_base: str, nli3_train:
     """alpha=1 learns from teacher logits alone; the 3 teacher logits are the student's targets."""
     teacher_logits = np.random.default_rng(0).normal(size=(len(nli3_train), 3)).astype(np.float32)
     unlabelled = PairDataset(nli3_train.sentence1, nli3_train.sentence2, None)
-    cfg = DistillConfig(base=tiny_base, alpha=1.0, pooling="mean", epochs=1, batch_size=12, head_hidden=8,
+    cfg = StudentConfig(base=tiny_base, alpha=1.0, pooling="mean", epochs=1, batch_size=12, head_hidden=8,
                         max_length=16, seed=0, head_learning_rate=1e-3)
     path = distill(NLI3, unlabelled, nli3_train, tmp_path, teacher_logits, cfg, show_progress_bar=False,
-                   device="cpu")
+                   device="cpu").path
     student = DSEModel.load(path, device="cpu")
     assert student.task.kind == "multiclass" and student.head.out.out_features == 3
     assert student.predict(nli3_train.pairs()[:2]).shape == (2, 3)
@@ -303,7 +304,7 @@ def test_head_learning_rate_groups(tiny_base: str, tmp_path: Path) -> None:
     assert seen == sum(1 for p in model.parameters() if p.requires_grad)
 
     # None is the official single rate: every parameter at the encoder's
-    assert DistillConfig().head_learning_rate == 1e-3  # the default (RESULTS.md, "Student settings tried")
+    assert StudentConfig().head_learning_rate == 1e-3  # the default (RESULTS.md, "Student settings tried")
     single = DistillationTrainer(model=model, args=args, head_learning_rate=None).create_optimizer()
     assert {group["lr"] for group in single.param_groups} == {1e-5}
 
@@ -314,13 +315,14 @@ def test_head_learning_rate_groups(tiny_base: str, tmp_path: Path) -> None:
 @needs_glue
 def test_run_pipeline_end_to_end(tiny_base: str, tmp_path: Path) -> None:
     from dsembed.evaluation import relative_degradation
-    from dsembed.pipeline import PipelineConfig, format_table, run_pipeline
+    from dsembed.pipeline import format_table, run_pipeline
 
     out = tmp_path / "run"
-    cfg = PipelineConfig(task="mrpc", output_dir=str(out), teacher_base=tiny_base, student_base=tiny_base,
-                         teacher_epochs=1, student_epochs=1, teacher_batch_size=16, batch_size=16,
-                         max_train_pairs=40, max_dev_pairs=20, max_length=MAX_LEN, data_dir=str(glue_dir()),
-                         head_learning_rate=1e-3, show_progress_bar=False, seed=0)
+    cfg = PipelineConfig(task="mrpc", output_dir=str(out),
+                         teacher=TeacherConfig(base=tiny_base, epochs=1, batch_size=16, max_length=MAX_LEN, seed=0),
+                         student=StudentConfig(base=tiny_base, epochs=1, batch_size=16, max_length=MAX_LEN, seed=0,
+                                               head_learning_rate=1e-3),
+                         max_train_pairs=40, max_dev_pairs=20, data_dir=str(glue_dir()), show_progress_bar=False)
     record = run_pipeline(cfg)
     on_disk = json.loads((out / "record.json").read_text())
     assert on_disk["results"] == record["results"]
@@ -375,16 +377,21 @@ def test_run_pipeline_end_to_end(tiny_base: str, tmp_path: Path) -> None:
     from dsembed.errors import RunConfigMismatch
 
     with pytest.raises(RunConfigMismatch, match="teacher holds a model trained for 1 epochs, this run asks for 2"):
-        run_pipeline(PipelineConfig(**{**cfg.__dict__, "teacher_epochs": 2}))
+        run_pipeline(replace(cfg, teacher=replace(cfg.teacher, epochs=2)))
 
 
 def test_pipeline_config_round_trips_through_a_record() -> None:
     """benchmarks/rerecord.py and train_fidelity.py rebuild a run's config from its record.json."""
     from dataclasses import asdict
 
-    from dsembed.pipeline import PipelineConfig
-
-    cfg = PipelineConfig(task="mine", kind="binary", labels=("no", "yes"), head_learning_rate=None, seed=3)
+    cfg = PipelineConfig.from_profile("full", task="mine", kind="binary", labels=("no", "yes"), seed=3)
+    cfg = replace(cfg, student=replace(cfg.student, head_learning_rate=None))  # None: the official single rate
+    assert cfg.teacher.seed == cfg.student.seed == 3
+    # records written before the stage configs were composed kept them flat; they still load
+    flat = {"task": "mine", "kind": "binary", "labels": ["no", "yes"], "seed": 3, "max_length": None,
+            "student_base": "all-MiniLM-L6-v2", "student_epochs": 8.0, "head_learning_rate": None,
+            "teacher_base": "all-MiniLM-L6-v2", "teacher_epochs": 3.0, "teacher": None}
+    assert PipelineConfig.from_record(flat) == cfg
     stored = json.loads(json.dumps(asdict(cfg)))
     assert stored["labels"] == ["no", "yes"]  # what JSON makes of the tuple
     assert PipelineConfig.from_record(stored) == cfg

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from dsembed.errors import RunConfigMismatch
-from dsembed.utils import atomic_dir, atomic_write_json, check_run_config
+from dsembed.training import check_run_config
+from dsembed.utils import atomic_dir, atomic_write_json
 
 
 def test_check_run_config_records_then_refuses_other_settings(tmp_path: Path) -> None:

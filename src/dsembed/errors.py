@@ -25,6 +25,14 @@ class InputNotFoundError(DsembedError, FileNotFoundError):
     """A file or folder the user named does not exist or is not what it should be."""
 
 
+class CorruptFileError(DsembedError, ValueError):
+    """A file dsembed reads (logits, store, checkpoint) is damaged or is not the kind of file it should be."""
+
+
+class UnsafeModelError(DsembedError, ValueError):
+    """A model folder asks to run code dsembed did not write (custom modules, ``auto_map``, changed pooling code)."""
+
+
 class DataFormatError(DsembedError, ValueError):
     """A malformed input file; carries where (``path``, 1-based ``line``) and what (``problem``)."""
 

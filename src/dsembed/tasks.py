@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from .errors import ConfigError
+
 TaskKind = Literal["binary", "regression", "multiclass"]
 
 
@@ -175,15 +177,17 @@ def get_task(name: str) -> TaskSpec:
     """Look a task up by name (case and dashes ignored: ``STS-B`` == ``stsb``)."""
     key = name.lower().replace("-", "").replace("_", "")
     if key not in TASKS:
-        raise KeyError(f"unknown task {name!r}; known tasks: {', '.join(sorted(TASKS))}")
+        raise ConfigError(f"unknown task {name!r}; known tasks: {', '.join(sorted(TASKS))}")
     return TASKS[key]
 
 
 def custom_task(name: str, kind: TaskKind, labels: tuple[str, ...] = (), metrics: tuple[str, ...] | None = None,
                 max_length: int = 128) -> TaskSpec:
     """A user-defined task over their own files (no GLUE location)."""
+    if kind not in ("binary", "regression", "multiclass"):
+        raise ConfigError(f"unknown task kind {kind!r}; choose binary, regression or multiclass")
     if kind != "regression" and len(labels) < 2:
-        raise ValueError("a classification task needs at least two labels")
+        raise ConfigError("a classification task needs at least two labels (--labels a,b)")
     if kind == "regression":
         default_metrics, main = ("pearson", "spearman"), "spearman"
     elif kind == "binary":

@@ -6,17 +6,13 @@ import contextlib
 import hashlib
 import json
 import os
-import random
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-
-from .errors import RunConfigMismatch
 
 
 def _read_umask_without_setting() -> int | None:
@@ -121,29 +117,9 @@ def default_device() -> str:
     return "cpu"
 
 
-def set_seed(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
 def cache_dir() -> Path:
     """Where dsembed keeps derived artefacts (teacher logits, extracted bases)."""
     return Path(os.environ.get("DSEMBED_CACHE", Path.home() / ".cache" / "dsembed"))
-
-
-def check_run_config(folder: str | os.PathLike, config: dict[str, Any]) -> None:
-    """Record the settings of a resumable run, or refuse to resume one made with different settings."""
-    path = Path(folder) / "run_config.json"
-    if path.is_file():
-        old = json.loads(path.read_text())
-        if old != json.loads(json.dumps(config, sort_keys=True, default=str)):
-            changed = sorted(k for k in set(old) | set(config) if old.get(k) != json.loads(
-                json.dumps(config.get(k), default=str)))
-            raise RunConfigMismatch(f"{folder} was started with other settings (differs in: {', '.join(changed)}); "
-                                    "use another output folder or delete this one")
-        return
-    atomic_write_json(path, config)
 
 
 def load_average() -> list[float] | None:
@@ -182,30 +158,3 @@ def environment_record() -> dict[str, Any]:
         "dsembed": __version__,
         "command": " ".join(sys.argv),
     }
-
-
-def dev_curve(log_history: list[dict[str, Any]]) -> list[dict[str, float]]:
-    """The per-epoch dev evaluations of a HF Trainer run (``state.log_history``), prefix dropped.
-
-    Kept in every training record so that the selected epoch can be judged: still climbing at the
-    last epoch means the run wanted more steps.
-    """
-    curve = []
-    for entry in log_history:
-        row = {k.removeprefix("eval_"): float(v) for k, v in entry.items()
-               if k.startswith("eval_") and not k.endswith(("_runtime", "_per_second"))}
-        if row:
-            if "epoch" in entry:
-                row["epoch"] = float(entry["epoch"])
-            curve.append(row)
-    return curve
-
-
-def dev_curve_from_checkpoints(checkpoints: str | os.PathLike) -> list[dict[str, float]] | None:
-    """The dev curve read back from the newest checkpoint's ``trainer_state.json`` (runs recorded
-    before the curve was part of ``training.json``); None if no checkpoint is left."""
-    states = sorted(Path(checkpoints).glob("checkpoint-*/trainer_state.json"),
-                    key=lambda p: int(p.parent.name.rsplit("-", 1)[-1]))
-    if not states:
-        return None
-    return dev_curve(json.loads(states[-1].read_text()).get("log_history", []))

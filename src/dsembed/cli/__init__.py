@@ -1,5 +1,18 @@
-"""``dsembed`` command line: a thin layer over the Python API."""
+"""``dsembed`` command line: a thin layer over the Python API, one module per command group."""
 
-from .main import app
+from __future__ import annotations
 
-__all__ = ["app"]
+from . import retrieval, train, use
+from .common import App
+
+app = App(help="Distilled Sentence Embedding: teacher -> logits -> siamese student -> fast pair scores.")
+train.register(app)
+use.register(app)
+retrieval.register(app)
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()
+
+
+__all__ = ["app", "main"]

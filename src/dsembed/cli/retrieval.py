@@ -22,7 +22,7 @@ ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help="pro
 
 
 def _setup() -> None:
-    from .main import _setup as base_setup
+    from .common import setup as base_setup
 
     base_setup()
 

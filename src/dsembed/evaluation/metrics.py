@@ -1,17 +1,12 @@
-"""Evaluation: GLUE metrics, the cosine baseline, relative degradation, STS-file scoring."""
+"""Metric arithmetic: GLUE metrics and ROC-AUC, fidelity to the teacher, relative degradation, thresholds."""
 
 from __future__ import annotations
-
-from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 
-from ..data import PairDataset, read_pairs
-from ..tasks import TaskSpec, custom_task
+from ..tasks import TaskSpec
 
 
 def compute_metrics(task: TaskSpec, logits: np.ndarray, labels: np.ndarray, teacher: bool = False) -> dict[str, float]:
@@ -75,17 +70,6 @@ def relative_degradation(teacher_score: float, student_score: float) -> float:
     return 100.0 * (teacher_score - student_score) / teacher_score
 
 
-def cosine_scores(encode: Callable[[list[str]], np.ndarray], data: PairDataset) -> np.ndarray:
-    """Cosine similarity of each pair, encoding every distinct sentence once."""
-    unique = list(dict.fromkeys(data.sentence1 + data.sentence2))
-    index = {s: i for i, s in enumerate(unique)}
-    emb = np.asarray(encode(unique), dtype=np.float32)
-    emb /= np.linalg.norm(emb, axis=1, keepdims=True).clip(min=1e-12)
-    a = emb[[index[s] for s in data.sentence1]]
-    b = emb[[index[s] for s in data.sentence2]]
-    return (a * b).sum(axis=1)
-
-
 def tune_threshold(task: TaskSpec, scores: np.ndarray, labels: np.ndarray) -> float:
     """The cut on a similarity score that maximises the task's main metric on the given (train) pairs."""
     candidates = np.unique(scores)
@@ -97,56 +81,3 @@ def tune_threshold(task: TaskSpec, scores: np.ndarray, labels: np.ndarray) -> fl
         if value > best:
             best_t, best = float(t), value
     return best_t
-
-
-@dataclass
-class CosineBaseline:
-    """Untouched pretrained encoder + cosine: the baseline a student must beat."""
-
-    metrics: dict[str, float]
-    threshold: float | None
-    dev_scores: np.ndarray
-
-
-def cosine_baseline(encode: Callable[[list[str]], np.ndarray], task: TaskSpec, train: PairDataset | None,
-                    dev: PairDataset) -> CosineBaseline:
-    """Regression: correlations of cosine; binary: threshold tuned on ``train``, applied to ``dev``."""
-    dev_scores = cosine_scores(encode, dev)
-    if task.kind == "regression":
-        return CosineBaseline(compute_metrics(task, dev_scores[:, None], dev.labels), None, dev_scores)
-    if task.kind != "binary":
-        raise ValueError(f"the cosine baseline needs a binary or regression task, not {task.kind}")
-    if train is None or train.labels is None:
-        raise ValueError("a binary cosine baseline needs labelled train pairs to tune its threshold")
-    threshold = tune_threshold(task, cosine_scores(encode, train), train.labels)
-    return CosineBaseline(compute_metrics(task, (dev_scores - threshold)[:, None], dev.labels), threshold, dev_scores)
-
-
-def evaluate_student(model, task: TaskSpec, data: PairDataset, batch_size: int = 64,  # noqa: ANN001
-                     show_progress_bar: bool | None = None) -> tuple[dict[str, float], np.ndarray]:
-    """Metrics of a DSE student on labelled pairs, plus its raw logits for plots."""
-    logits = model.predict(data.pairs(), batch_size=batch_size, show_progress_bar=show_progress_bar,
-                           apply_activation=False)
-    return compute_metrics(task, logits, data.labels), logits
-
-
-def evaluate_sts_file(model, path: str | Path, batch_size: int = 64, skip_bad: bool = False,  # noqa: ANN001
-                      show_progress_bar: bool | None = None) -> dict[str, float]:
-    """Spearman/Pearson of the student's pair score and of plain cosine against gold scores in a file."""
-    sts = custom_task("sts-file", "regression")
-    data = read_pairs(path, sts, skip_bad=skip_bad)
-    if len(data) < 2:
-        raise ValueError(f"{path}: need at least 2 scored pairs to correlate, got {len(data)}")
-    head = model.predict(data.pairs(), batch_size=batch_size, show_progress_bar=show_progress_bar,
-                         apply_activation=False)
-    head_score = head[:, -1] if model.task.kind != "multiclass" else head[:, 0]
-    cos = cosine_scores(lambda s: model.encode(s, batch_size=batch_size, show_progress_bar=show_progress_bar), data)
-    gold = data.labels
-    return {
-        "pairs": float(len(data)),
-        "skipped": float(data.skipped),
-        "head_spearman": 100.0 * float(spearmanr(head_score, gold).statistic),
-        "head_pearson": 100.0 * float(pearsonr(head_score, gold).statistic),
-        "cosine_spearman": 100.0 * float(spearmanr(cos, gold).statistic),
-        "cosine_pearson": 100.0 * float(pearsonr(cos, gold).statistic),
-    }

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..errors import ConfigError
 from ..tasks import TaskSpec
 
 
@@ -24,7 +25,7 @@ class DSELoss(nn.Module):
     def __init__(self, task: TaskSpec, alpha: float = 0.5) -> None:
         super().__init__()
         if not 0.0 <= alpha <= 1.0:
-            raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+            raise ConfigError(f"alpha must be in [0, 1], got {alpha}")
         self.task = task
         self.alpha = alpha
 

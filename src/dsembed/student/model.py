@@ -21,6 +21,8 @@ from torch import Tensor, nn
 
 from .. import __version__
 from ..artifacts import HF_CONFIG, POOLING_CODE, ST_MODULES, STUDENT_CONFIG, STUDENT_HEAD
+from ..config import POOLINGS
+from ..errors import ConfigError, InputNotFoundError, UnsafeModelError
 from ..tasks import TaskSpec
 from ..utils import atomic_dir, default_device, sha256_bytes
 from .head import PairHead
@@ -28,7 +30,6 @@ from .loss import DSELoss, logits_to_scores
 from .pooling import LayerConcatMeanPooling
 
 POOLING_CLASS_REF = "dsembed_pooling.LayerConcatMeanPooling"
-POOLINGS = ("top4", "topk", "mean", "cls")
 
 
 def _task_from_dict(data: dict[str, Any]) -> TaskSpec:
@@ -55,7 +56,7 @@ class DSEConfig:
 def _normalise_pooling(pooling: str, top_k: int) -> tuple[str, int]:
     pooling = pooling.lower()
     if pooling not in POOLINGS:
-        raise ValueError(f"unknown pooling {pooling!r}; choose one of {', '.join(POOLINGS)}")
+        raise ConfigError(f"unknown pooling {pooling!r}; choose one of {', '.join(POOLINGS)}")
     if pooling == "top4":
         return "topk", 4
     return pooling, top_k
@@ -74,7 +75,7 @@ def build_encoder(base: str, pooling: str = "topk", top_k: int = 4, max_seq_leng
     if pooling == "topk":
         layers = transformer.model.config.num_hidden_layers
         if not 1 <= top_k <= layers:
-            raise ValueError(f"top_k={top_k} but the encoder has {layers} layers")
+            raise ConfigError(f"top_k={top_k} but the encoder has {layers} layers")
         pool: nn.Module = LayerConcatMeanPooling(dim, top_k=top_k)
     else:
         pool = Pooling(dim, pooling_mode="mean" if pooling == "mean" else "cls")
@@ -116,7 +117,7 @@ class DSEModel(nn.Module):
         path = Path(path)
         config_path = path / STUDENT_CONFIG
         if not config_path.is_file():
-            raise FileNotFoundError(f"{path} is not a dsembed student: {STUDENT_CONFIG} is missing")
+            raise InputNotFoundError(f"{path} is not a dsembed student: {STUDENT_CONFIG} is missing")
         config = DSEConfig(**json.loads(config_path.read_text()))
         needs_code = _check_folder_code(path, trust_remote_code)
         encoder = SentenceTransformer(str(path), device=device or default_device(),
@@ -243,16 +244,16 @@ def _check_folder_code(path: Path, trust_remote_code: bool) -> bool:
         return needs_code
     foreign = [t for t in types if not t.startswith("sentence_transformers.") and t != POOLING_CLASS_REF]
     if foreign:
-        raise ValueError(f"{modules_file} names module types that are not dsembed's or sentence-transformers' "
+        raise UnsafeModelError(f"{modules_file} names module types that are not dsembed's or sentence-transformers' "
                          f"({', '.join(foreign)}); pass trust_remote_code=True only if you trust this folder")
     config_file = path / HF_CONFIG
     if config_file.is_file() and "auto_map" in json.loads(config_file.read_text()):
-        raise ValueError(f"{config_file} asks for custom model code (auto_map); pass trust_remote_code=True only "
+        raise UnsafeModelError(f"{config_file} asks for custom model code (auto_map); pass trust_remote_code=True only "
                          "if you trust this folder")
     if needs_code:
         code_file = path / POOLING_CODE
         if not code_file.is_file() or sha256_bytes(code_file.read_bytes()) != sha256_bytes(_pooling_source()):
-            raise ValueError(f"{code_file} is missing or differs from dsembed's pooling code; pass "
+            raise UnsafeModelError(f"{code_file} is missing or differs from dsembed's pooling code; pass "
                              "trust_remote_code=True only if you trust this folder")
     return needs_code
 

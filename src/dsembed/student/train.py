@@ -1,54 +1,41 @@
-"""Distillation trainer: fits the siamese student to labels and stored teacher logits.
+"""Distillation: fit the siamese student to the labels and to the stored teacher logits.
 
-Built on the Hugging Face ``Trainer`` (AdamW, linear warmup/decay, epoch checkpoints, resume,
-dev-set model selection, multi-GPU through accelerate) with a collator that tokenises the two
-sentences of each pair separately, since the student never sees them together.
+The shared :mod:`dsembed.training` helper runs the Hugging Face ``Trainer``; this module adds what
+is the student's own: a collator that tokenises the two sentences of each pair separately (the
+student never sees them together) and a trainer hook giving the fresh head its own learning rate.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
-from transformers import EvalPrediction, Trainer, TrainingArguments
+from transformers import Trainer, set_seed
 
+from ..artifacts import MODEL_DIR, STUDENT_CONFIG, TRAINING_RECORD
+from ..config import StudentConfig
 from ..data import PairDataset
-from ..evaluation import compute_metrics
+from ..errors import ConfigError
 from ..tasks import TaskSpec
-from ..utils import atomic_write_json, check_run_config, dev_curve, load_average, set_seed, sha256_bytes
+from ..training import (
+    TrainedModel,
+    check_finished_epochs,
+    check_run_config,
+    dev_curve_from_checkpoints,
+    fit,
+    metrics_function,
+    training_arguments,
+)
+from ..utils import atomic_write_json, load_average, sha256_bytes
 from .model import DSEModel
 
-logger = logging.getLogger("dsembed.trainer")
-
-
-@dataclass
-class DistillConfig:
-    """Student and optimisation settings; defaults follow the official DSE code."""
-
-    base: str = "all-MiniLM-L6-v2"
-    alpha: float = 0.5
-    pooling: str = "topk"
-    top_k: int = 4
-    head_hidden: int = 512
-    head_dropout: float = 0.0
-    epochs: float = 8.0  # the official count (RESULTS.md, "Student settings tried": 3 left both students short)
-    learning_rate: float = 2e-5
-    # The official code uses one rate (None here), but at 2e-5 the freshly initialised head underfits in 3 epochs;
-    # 1e-3 for the head lifted every DSE student measured (RESULTS.md, "Student settings tried").
-    head_learning_rate: float | None = 1e-3
-    batch_size: int = 32
-    gradient_accumulation_steps: int = 1
-    warmup_ratio: float = 0.1
-    weight_decay: float = 0.01
-    max_length: int | None = None
-    seed: int = 42
-    extra: dict[str, Any] = field(default_factory=dict)
+logger = logging.getLogger("dsembed.student")
 
 
 class _PairRows(Dataset):
@@ -87,7 +74,11 @@ class SiameseCollator:
 
 
 class DistillationTrainer(Trainer):
-    """HF Trainer with a separate learning rate for the freshly initialised head."""
+    """HF Trainer whose optimiser gives the freshly initialised head its own learning rate.
+
+    Weight decay follows the Trainer's own rule (``get_decay_parameter_names``: no decay on biases
+    and norms); only the head/encoder split of the rates is added here.
+    """
 
     def __init__(self, *args: Any, head_learning_rate: float | None = None, **kwargs: Any) -> None:
         self.head_learning_rate = head_learning_rate
@@ -95,111 +86,95 @@ class DistillationTrainer(Trainer):
 
     def create_optimizer(self, model: torch.nn.Module | None = None) -> torch.optim.Optimizer:  # type: ignore[override]
         if self.optimizer is None and self.head_learning_rate is not None:
-            head_params = {id(p) for p in self.model.head.parameters()}
-            decay, no_decay, head_decay, head_no_decay = [], [], [], []
+            decay = set(self.get_decay_parameter_names(self.model))
+            head = {id(p) for p in self.model.head.parameters()}
+            wd, rates = self.args.weight_decay, {False: self.args.learning_rate, True: self.head_learning_rate}
+            groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
             for name, param in self.model.named_parameters():
-                if not param.requires_grad:
-                    continue
-                is_no_decay = param.ndim < 2 or "LayerNorm" in name or "norm" in name.lower()
-                if id(param) in head_params:
-                    (head_no_decay if is_no_decay else head_decay).append(param)
-                else:
-                    (no_decay if is_no_decay else decay).append(param)
-            wd, lr, hlr = self.args.weight_decay, self.args.learning_rate, self.head_learning_rate
-            groups = [
-                {"params": decay, "weight_decay": wd, "lr": lr},
-                {"params": no_decay, "weight_decay": 0.0, "lr": lr},
-                {"params": head_decay, "weight_decay": wd, "lr": hlr},
-                {"params": head_no_decay, "weight_decay": 0.0, "lr": hlr},
-            ]
-            self.optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=lr)
+                if param.requires_grad:
+                    groups.setdefault((id(param) in head, name in decay), []).append(param)
+            order = [(False, True), (False, False), (True, True), (True, False)]  # encoder, then head; decay first
+            self.optimizer = torch.optim.AdamW(
+                [{"params": groups[key], "weight_decay": wd if key[1] else 0.0, "lr": rates[key[0]]}
+                 for key in order if groups.get(key)], lr=self.args.learning_rate)
             return self.optimizer
         return super().create_optimizer()
 
 
-def distill_run_config(task: TaskSpec, config: DistillConfig, train: PairDataset, dev: PairDataset,
+def distill_run_config(task: TaskSpec, config: StudentConfig, train: PairDataset, dev: PairDataset,
                        teacher_logits: np.ndarray | None) -> dict[str, Any]:
     """What a student run depends on; a folder made with anything else is not resumed or reused."""
     used = teacher_logits is not None and config.alpha > 0
     logits_hash = sha256_bytes(np.ascontiguousarray(teacher_logits, np.float32).tobytes()) if used else None
-    # epochs may change: resuming with more epochs extends a finished run
-    settings = {k: v for k, v in asdict(config).items() if k != "epochs"}
-    return {"stage": "distill", "task": asdict(task), "config": settings, "train": train.fingerprint(),
+    return {"stage": "distill", "task": asdict(task), "config": config.resume_key(), "train": train.fingerprint(),
             "dev": dev.fingerprint(), "teacher_logits": logits_hash}
 
 
+def _targets(task: TaskSpec, train: PairDataset, teacher_logits: np.ndarray | None,
+             config: StudentConfig) -> np.ndarray | None:
+    """The teacher's logits on the student's scale, one row per training pair (None for label-only)."""
+    if config.alpha > 0 and teacher_logits is None:
+        raise ConfigError("alpha > 0 needs teacher logits (compute them with `dsembed logits`)")
+    if train.labels is None and config.alpha < 1:
+        raise ConfigError("training pairs have no labels; use alpha=1 to learn from the teacher alone")
+    if teacher_logits is None or config.alpha == 0:
+        return None
+    if len(teacher_logits) != len(train):
+        raise ConfigError(f"{len(teacher_logits)} teacher logits for {len(train)} training pairs")
+    return np.asarray(task.teacher_to_student_logits(np.asarray(teacher_logits)), dtype=np.float32)
+
+
+def _finished(output_dir: Path, config: StudentConfig, extend: bool) -> TrainedModel | None:
+    """The finished student in ``output_dir`` when it was trained for ``config.epochs``, else None."""
+    final, record_file = output_dir / MODEL_DIR, output_dir / TRAINING_RECORD
+    if not ((final / STUDENT_CONFIG).is_file() and record_file.is_file()):
+        return None
+    record = json.loads(record_file.read_text())
+    if float(record.get("epochs", config.epochs)) != float(config.epochs):
+        if not extend:
+            check_finished_epochs(output_dir, record.get("epochs"), config.epochs, "dsembed distill --epochs N")
+        return None
+    if "dev_curve" not in record:  # recorded before curves were kept: read it back from the checkpoints
+        curve = dev_curve_from_checkpoints(output_dir)
+        if curve is not None:
+            record["dev_curve"] = curve
+    return TrainedModel(final, record, "reused")
+
+
 def distill(task: TaskSpec, train: PairDataset, dev: PairDataset, output_dir: str | Path,
-            teacher_logits: np.ndarray | None = None, config: DistillConfig | None = None, resume: bool = True,
-            show_progress_bar: bool = True, device: str | None = None) -> Path:
+            teacher_logits: np.ndarray | None = None, config: StudentConfig | None = None, resume: bool = True,
+            show_progress_bar: bool = True, device: str | None = None, extend: bool = True) -> TrainedModel:
     """Train a student on ``train`` (with teacher logits aligned to its rows when alpha > 0).
 
-    The epoch with the best dev-set main metric is kept and saved to ``output_dir/model``.
+    The epoch with the best dev-set main metric is saved to ``output_dir/model``. A finished student
+    for the same settings is reused; a finished run asked for more epochs is extended, or refused
+    when ``extend`` is False.
     """
-    config = config or DistillConfig()
-    if config.alpha > 0 and teacher_logits is None:
-        raise ValueError("alpha > 0 needs teacher logits (compute them with `dsembed logits`)")
-    targets = None
-    if teacher_logits is not None and config.alpha > 0:
-        if len(teacher_logits) != len(train):
-            raise ValueError(f"{len(teacher_logits)} teacher logits for {len(train)} training pairs")
-        targets = np.asarray(task.teacher_to_student_logits(np.asarray(teacher_logits)), dtype=np.float32)
-    if train.labels is None and config.alpha < 1:
-        raise ValueError("training pairs have no labels; use alpha=1 to learn from the teacher alone")
-    set_seed(config.seed)
+    config = config or StudentConfig()
+    targets = _targets(task, train, teacher_logits, config)
     output_dir = Path(output_dir)
     check_run_config(output_dir, distill_run_config(task, config, train, dev, teacher_logits))
+    if resume and (done := _finished(output_dir, config, extend)) is not None:
+        logger.info("student %s is finished for these settings: reused", done.path)
+        return done
+    set_seed(config.seed)
     model = DSEModel.from_base(config.base, task, pooling=config.pooling, top_k=config.top_k,
                                head_hidden=config.head_hidden, head_dropout=config.head_dropout,
                                max_seq_length=config.max_length, alpha=config.alpha, device=device,
                                seed=config.seed)
     model.config.training = {k: v for k, v in asdict(config).items() if k != "extra"}
-
-    def metrics(pred: EvalPrediction) -> dict[str, float]:
-        logits = pred.predictions[0] if isinstance(pred.predictions, tuple) else pred.predictions
-        return compute_metrics(task, np.asarray(logits), pred.label_ids)
-
-    checkpoints = output_dir / "checkpoints"
-    args = TrainingArguments(
-        output_dir=str(checkpoints),
-        num_train_epochs=config.epochs,
-        learning_rate=config.learning_rate,
-        per_device_train_batch_size=config.batch_size,
-        per_device_eval_batch_size=max(64, config.batch_size),
-        gradient_accumulation_steps=config.gradient_accumulation_steps,
-        warmup_steps=config.warmup_ratio,  # a float < 1 is a ratio of all steps
-        weight_decay=config.weight_decay,
-        eval_strategy="epoch",
-        save_strategy="epoch",
-        save_total_limit=2,
-        load_best_model_at_end=True,
-        metric_for_best_model=task.main_metric,
-        greater_is_better=True,
-        logging_steps=50,
-        report_to=[],
-        seed=config.seed,
-        remove_unused_columns=False,
-        label_names=["labels"],
-        disable_tqdm=not show_progress_bar,
-        dataloader_num_workers=0,
-        dataloader_pin_memory=False,
-        use_cpu=device == "cpu",
-    )
+    args = training_arguments(config, task, output_dir, eval_batch_size=max(64, config.batch_size),
+                              show_progress_bar=show_progress_bar, remove_unused_columns=False,
+                              label_names=["labels"], use_cpu=device == "cpu")
     trainer = DistillationTrainer(model=model, args=args, train_dataset=_PairRows(train, targets),
                                   eval_dataset=_PairRows(dev, None), data_collator=SiameseCollator(model),
-                                  compute_metrics=metrics, head_learning_rate=config.head_learning_rate)
-    has_checkpoint = resume and checkpoints.is_dir() and any(checkpoints.glob("checkpoint-*"))
-    start = time.perf_counter()
-    trainer.train(resume_from_checkpoint=True if has_checkpoint else None)
-    seconds = time.perf_counter() - start
-    curve = dev_curve(trainer.state.log_history)  # before the final evaluate() logs one more entry
-    dev_metrics = {k.removeprefix("eval_"): v for k, v in trainer.evaluate().items()}
-    best = trainer.state.best_model_checkpoint
-    model.config.training.update({"train_pairs": len(train), "dev_metrics": dev_metrics, "train_seconds": seconds,
-                                  "best_checkpoint": Path(best).name if best else None,
-                                  "dev_curve": curve,
-                                  "torch_threads": torch.get_num_threads(),
+                                  compute_metrics=metrics_function(task), head_learning_rate=config.head_learning_rate)
+    outcome = fit(trainer, output_dir, resume=resume)
+    model.config.training.update({"train_pairs": len(train), "dev_metrics": outcome.dev_metrics,
+                                  "train_seconds": outcome.train_seconds, "best_checkpoint": outcome.best_checkpoint,
+                                  "dev_curve": outcome.dev_curve, "torch_threads": torch.get_num_threads(),
                                   "load_average_after": load_average()})
-    final = output_dir / "model"
+    final = output_dir / MODEL_DIR
     model.save(final)
-    atomic_write_json(output_dir / "training.json", model.config.training)
-    return final
+    atomic_write_json(output_dir / TRAINING_RECORD, model.config.training)
+    return TrainedModel(final, model.config.training, "resumed" if outcome.resumed_from else "trained")

@@ -17,8 +17,9 @@ import numpy as np
 from safetensors.numpy import load_file, save_file
 from tqdm.auto import tqdm
 
+from ..artifacts import BUNDLE_INFO, BUNDLE_SPLIT_FILE, LOGITS_FILE, LOGITS_META
 from ..data import PairDataset
-from ..errors import StaleLogitsError
+from ..errors import ConfigError, CorruptFileError, InputNotFoundError, StaleLogitsError
 from ..utils import atomic_write_bytes, atomic_write_json, cache_dir, sha256_bytes
 
 logger = logging.getLogger("dsembed.logits")
@@ -49,12 +50,17 @@ class TeacherLogits:
     def load(cls, path: str | Path) -> TeacherLogits:
         from safetensors import safe_open
 
-        with safe_open(str(path), framework="numpy") as handle:
-            meta = handle.metadata() or {}
-        arrays = load_file(str(path))
+        if not Path(path).is_file():
+            raise InputNotFoundError(f"{path}: no such teacher-logits file")
+        try:
+            with safe_open(str(path), framework="numpy") as handle:
+                meta = handle.metadata() or {}
+            arrays = load_file(str(path))
+        except Exception as exc:  # safetensors raises its own error types for a damaged header or body
+            raise CorruptFileError(f"{path} is not a readable safetensors file ({exc})") from exc
         missing = {"teacher_fingerprint", "pairs_fingerprint", "task"} - set(meta)
         if missing or "logits" not in arrays or "pair_hashes" not in arrays:
-            raise ValueError(f"{path} is not a dsembed teacher-logits file (missing {sorted(missing)})")
+            raise CorruptFileError(f"{path} is not a dsembed teacher-logits file (missing {sorted(missing)})")
         return cls(arrays["logits"], arrays["pair_hashes"], meta["teacher_fingerprint"], meta["pairs_fingerprint"],
                    meta["task"])
 
@@ -102,14 +108,14 @@ def compute_teacher_logits(teacher, data: PairDataset, *, cache: str | Path | No
     """Logits of ``teacher`` (a :class:`dsembed.teacher.Teacher`) on every pair, cached and resumable."""
     teacher_fp = teacher.fingerprint()
     folder = logits_cache_path(teacher_fp, data, cache)
-    final = folder / "logits.safetensors"
+    final = folder / LOGITS_FILE
     if use_cache and final.is_file():
         stored = TeacherLogits.load(final)
         stored.check_matches(data, teacher_fp, str(final))
         logger.info("teacher logits from cache %s", final)
         return stored
     folder.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(folder / "meta.json", {"teacher_fingerprint": teacher_fp, "pairs": len(data),
+    atomic_write_json(folder / LOGITS_META, {"teacher_fingerprint": teacher_fp, "pairs": len(data),
                                              "pairs_fingerprint": data.fingerprint(), "chunk_size": chunk_size})
     pairs = data.pairs()
     n_chunks = (len(pairs) + chunk_size - 1) // chunk_size
@@ -141,7 +147,6 @@ def _npy_bytes(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-BUNDLE_INFO = "teacher.json"
 _BUNDLE_SPLITS = ("train", "dev")
 
 
@@ -160,21 +165,21 @@ class LogitsBundle:
     def save(self, folder: str | Path) -> Path:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        self.train.save(folder / "train.safetensors")
-        self.dev.save(folder / "dev.safetensors")
+        self.train.save(folder / BUNDLE_SPLIT_FILE.format(split="train"))
+        self.dev.save(folder / BUNDLE_SPLIT_FILE.format(split="dev"))
         atomic_write_json(folder / BUNDLE_INFO, self.info)
         return folder
 
     @classmethod
     def load(cls, folder: str | Path) -> LogitsBundle:
         folder = Path(folder)
-        names = [f"{split}.safetensors" for split in _BUNDLE_SPLITS] + [BUNDLE_INFO]
+        names = [BUNDLE_SPLIT_FILE.format(split=split) for split in _BUNDLE_SPLITS] + [BUNDLE_INFO]
         missing = [name for name in names if not (folder / name).is_file()]
         if missing:
-            raise FileNotFoundError(f"{folder} is not a teacher-logits bundle (missing {', '.join(missing)})")
+            raise InputNotFoundError(f"{folder} is not a teacher-logits bundle (missing {', '.join(missing)})")
         info = json.loads((folder / BUNDLE_INFO).read_text())
-        return cls(TeacherLogits.load(folder / "train.safetensors"), TeacherLogits.load(folder / "dev.safetensors"),
-                   info)
+        train, dev = (TeacherLogits.load(folder / BUNDLE_SPLIT_FILE.format(split=s)) for s in _BUNDLE_SPLITS)
+        return cls(train, dev, info)
 
     def check_matches(self, train: PairDataset, dev: PairDataset, source: str = "") -> None:
         self.train.check_matches(train, source=f"{source} train")
@@ -206,14 +211,15 @@ def load_logits_bundles(spec: str | Path) -> LogitsBundle:
     """One bundle folder, or several comma-separated ones averaged into an ensemble teacher."""
     folders = [s.strip() for s in str(spec).split(",") if s.strip()]
     if not folders:
-        raise ValueError("no teacher-logits bundle given")
+        raise ConfigError("no teacher-logits bundle given")
     bundles = [LogitsBundle.load(f) for f in folders]
     if len(bundles) == 1:
         return bundles[0]
     first = bundles[0]
     for folder, other in zip(folders[1:], bundles[1:], strict=True):
         if other.train.task != first.train.task:
-            raise ValueError(f"{folder} holds logits for task {other.train.task}, {folders[0]} for {first.train.task}")
+            raise StaleLogitsError(f"{folder} holds logits for task {other.train.task}, "
+                                   f"{folders[0]} for {first.train.task}")
         for split in _BUNDLE_SPLITS:
             mine, theirs = getattr(first, split), getattr(other, split)
             if len(mine.pair_hashes) != len(theirs.pair_hashes) or (mine.pair_hashes != theirs.pair_hashes).any():

@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from ..artifacts import TEACHER_INFO
+from ..errors import ConfigError
 from ..tasks import TaskSpec
 from ..utils import default_device, folder_fingerprint
 
@@ -55,7 +56,7 @@ class Teacher(_PairScorer):
         self.max_length = max_length or self.info.get("max_length") or task.max_length
         got = self.model.config.num_labels
         if got != task.num_labels:
-            raise ValueError(f"teacher {self.path} has {got} outputs but task {task.name} needs {task.num_labels}")
+            raise ConfigError(f"teacher {self.path} has {got} outputs but task {task.name} needs {task.num_labels}")
 
     def fingerprint(self) -> str:
         """Identity of the teacher's weights + config + inference length; keys the logit cache."""
@@ -87,7 +88,7 @@ class EnsembleTeacher(_PairScorer):
     def __init__(self, members: list[str | Path], task: TaskSpec, max_length: int | None = None,
                  device: str | None = None) -> None:
         if len(members) < 2:
-            raise ValueError("an ensemble teacher needs at least two cross-encoders")
+            raise ConfigError("an ensemble teacher needs at least two cross-encoders")
         self.members = [Teacher(m, task, max_length=max_length, device=device) for m in members]
         self.task = task
         self.path = ",".join(str(m.path) for m in self.members)

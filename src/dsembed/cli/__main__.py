@@ -1,0 +1,5 @@
+"""``python -m dsembed.cli``: the same as the ``dsembed`` command."""
+
+from . import app
+
+app()

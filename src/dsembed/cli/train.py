@@ -1,0 +1,204 @@
+"""Training commands: ``pipeline``, ``teacher train``, ``teacher export-logits``, ``logits``, ``distill``.
+
+Option defaults come from :mod:`dsembed.config`; an option left out keeps the config's default.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..config import StudentConfig, TeacherConfig
+from .common import (
+    App,
+    DevOpt,
+    KindOpt,
+    LabelsOpt,
+    ProgressOpt,
+    SkipOpt,
+    TaskArg,
+    TrainOpt,
+    fail,
+    parse_labels,
+    setup,
+    task_and_data,
+)
+
+TeacherSpecOpt = Annotated[str, typer.Option(help="cross-encoder folder or hub id; comma-separated for an ensemble")]
+
+
+def pipeline(
+    task: TaskArg = "mrpc",
+    profile: Annotated[str, typer.Option(help="quick: minutes on a CPU; full: all pairs, default settings")] = "quick",
+    output_dir: Annotated[Path | None, typer.Option(help="run folder (default runs/<profile>/<task>)")] = None,
+    teacher: Annotated[str | None, typer.Option(help="ready cross-encoder(s) as teacher; a,b = ensemble")] = None,
+    teacher_logits: Annotated[str | None, typer.Option(
+        help="teacher-logits bundle folder(s) made elsewhere (e.g. on a GPU); a,b = ensemble")] = None,
+    teacher_base: Annotated[str | None, typer.Option(help="base to fine-tune the teacher from")] = None,
+    student_base: Annotated[str | None, typer.Option(help="pretrained encoder the student starts from")] = None,
+    alpha: Annotated[float | None, typer.Option(help="weight of the teacher term (0 = labels only)")] = None,
+    pooling: Annotated[str | None, typer.Option(help="topk (default, k=4), mean or cls")] = None,
+    teacher_epochs: Annotated[float | None, typer.Option()] = None,
+    student_epochs: Annotated[float | None, typer.Option()] = None,
+    learning_rate: Annotated[float | None, typer.Option(help="student encoder learning rate")] = None,
+    head_learning_rate: Annotated[float | None, typer.Option(
+        help="student head learning rate (default 1e-3; the official single rate: pass the --learning-rate "
+             "value)")] = None,
+    seed: Annotated[int | None, typer.Option()] = None,
+    max_train_pairs: Annotated[int | None, typer.Option()] = None,
+    max_length: Annotated[int | None, typer.Option()] = None,
+    data_dir: Annotated[str | None, typer.Option(help="folder with GLUE TSVs (default: the shared copy)")] = None,
+    data_source: Annotated[str, typer.Option(help="auto, local or hub (Hugging Face datasets)")] = "auto",
+    train: TrainOpt = None, dev: DevOpt = None, kind: KindOpt = None, labels: LabelsOpt = None,
+    skip_bad: SkipOpt = False, progress: ProgressOpt = True,
+    only_student: Annotated[str | None, typer.Option(
+        help="dse or label-only: train just that student and stop, so two processes can train the two "
+             "students side by side (once the teacher stage is done, or with --teacher-logits); run again "
+             "without it to evaluate and record")] = None,
+) -> None:
+    """Run every stage for a task and print the dev-set table (teacher, students, cosine baseline)."""
+    setup()
+    from ..config import PipelineConfig
+    from ..pipeline import format_table, run_pipeline
+
+    cfg = PipelineConfig.from_profile(
+        profile, task=task, output_dir=str(output_dir or Path("runs") / profile / task), teacher_model=teacher,
+        teacher_logits=teacher_logits, seed=seed, max_length=max_length, max_train_pairs=max_train_pairs,
+        data_dir=data_dir, data_source=data_source, show_progress_bar=progress,
+        train_file=str(train) if train else None, dev_file=str(dev) if dev else None, kind=kind,
+        labels=parse_labels(labels), skip_bad=skip_bad, only_student=only_student,
+        teacher={"base": teacher_base, "epochs": teacher_epochs},
+        student={"base": student_base, "alpha": alpha, "pooling": pooling, "epochs": student_epochs,
+                 "learning_rate": learning_rate, "head_learning_rate": head_learning_rate})
+    record = run_pipeline(cfg)
+    if "only_student" in record:
+        typer.echo(f"trained {record['only_student']} in {record['folder']}; run again without --only-student "
+                   "to evaluate both students and write the record")
+        return
+    typer.echo(format_table(record))
+    typer.echo("stage wall times (s): " + ", ".join(f"{k}={v:.0f}" for k, v in record["stage_seconds"].items()))
+    typer.echo(f"record: {Path(cfg.output_dir) / 'record.json'}")
+
+
+def teacher_train(
+    task: TaskArg,
+    output_dir: Annotated[Path, typer.Option("--output-dir", "-o")],
+    base: Annotated[str, typer.Option(help="encoder to fine-tune: alias, HF id or folder")] = TeacherConfig.base,
+    epochs: float = TeacherConfig.epochs,
+    learning_rate: float = TeacherConfig.learning_rate,
+    batch_size: int = TeacherConfig.batch_size,
+    max_length: int | None = None,
+    max_train_pairs: int | None = None,
+    seed: Annotated[int, typer.Option(help="different seeds give the members of an ensemble")] = TeacherConfig.seed,
+    train: TrainOpt = None, dev: DevOpt = None, kind: KindOpt = None, labels: LabelsOpt = None,
+    skip_bad: SkipOpt = False, progress: ProgressOpt = True,
+) -> None:
+    """Fine-tune a cross-encoder teacher (resumes from its last epoch checkpoint)."""
+    setup()
+    from ..teacher import train_teacher
+
+    spec, train_ds, dev_ds = task_and_data(task, train, dev, kind, labels, skip_bad)
+    config = TeacherConfig(base=base, epochs=epochs, learning_rate=learning_rate, batch_size=batch_size,
+                           max_length=max_length, max_train_pairs=max_train_pairs, seed=seed)
+    trained = train_teacher(spec, train_ds, dev_ds, output_dir, config, show_progress_bar=progress)
+    typer.echo(json.dumps({"model": str(trained.path), "source": trained.source,
+                           "dev_metrics": trained.record["dev_metrics"]}, indent=2))
+
+
+def teacher_export_logits(
+    task: TaskArg,
+    teacher: TeacherSpecOpt,
+    output_dir: Annotated[Path, typer.Option("--output-dir", "-o", help="bundle folder to write")],
+    batch_size: int = 64,
+    train: TrainOpt = None, dev: DevOpt = None, kind: KindOpt = None, labels: LabelsOpt = None,
+    skip_bad: SkipOpt = False, progress: ProgressOpt = True,
+) -> None:
+    """Write the teacher's train and dev logits as a small bundle that `pipeline --teacher-logits` takes.
+
+    Train the teacher where it is fast (a GPU), carry the bundle (KBs, not the model) to where
+    the student is trained; every row stays tied to its pair by hash.
+    """
+    setup()
+    from ..teacher import load_teacher, write_logits_bundle
+
+    spec, train_ds, dev_ds = task_and_data(task, train, dev, kind, labels, skip_bad)
+    bundle = write_logits_bundle(load_teacher(teacher, spec), train_ds, dev_ds, output_dir, batch_size=batch_size,
+                                 show_progress_bar=progress)
+    typer.echo(f"{len(bundle.train.logits)} train + {len(bundle.dev.logits)} dev teacher logits -> {output_dir}")
+
+
+def logits(
+    task: TaskArg,
+    teacher: TeacherSpecOpt,
+    output: Annotated[Path, typer.Option("--output", "-o", help="portable .safetensors file")],
+    batch_size: int = 64,
+    max_train_pairs: int | None = None,
+    train: TrainOpt = None, kind: KindOpt = None, labels: LabelsOpt = None, skip_bad: SkipOpt = False,
+    cache: Annotated[Path | None, typer.Option(help="chunk cache folder (resume point)")] = None,
+    progress: ProgressOpt = True,
+) -> None:
+    """Compute the teacher's logits on every training pair once (resumable), and store them."""
+    setup()
+    from ..teacher import compute_teacher_logits, load_teacher
+
+    spec, train_ds, _ = task_and_data(task, train, train, kind, labels, skip_bad) if train else \
+        task_and_data(task, None, None, kind, labels, skip_bad)
+    train_ds = train_ds.subset(max_train_pairs, seed=42)
+    result = compute_teacher_logits(load_teacher(teacher, spec), train_ds, cache=cache, batch_size=batch_size,
+                                    show_progress_bar=progress)
+    result.save(output)
+    typer.echo(f"{len(result.logits)} teacher logits -> {output}")
+
+
+def distill(
+    task: TaskArg,
+    output_dir: Annotated[Path, typer.Option("--output-dir", "-o")],
+    teacher_logits: Annotated[Path | None, typer.Option(help="file written by `dsembed logits`")] = None,
+    base: str = StudentConfig.base,
+    alpha: float = StudentConfig.alpha,
+    pooling: str = StudentConfig.pooling,
+    top_k: int = StudentConfig.top_k,
+    epochs: float = StudentConfig.epochs,
+    learning_rate: float = StudentConfig.learning_rate,
+    head_learning_rate: Annotated[float, typer.Option(
+        help="learning rate of the freshly initialised head (the official single rate: pass the "
+             "--learning-rate value)")] = StudentConfig.head_learning_rate,
+    batch_size: int = StudentConfig.batch_size,
+    max_length: int | None = None,
+    max_train_pairs: int | None = None,
+    train: TrainOpt = None, dev: DevOpt = None, kind: KindOpt = None, labels: LabelsOpt = None,
+    skip_bad: SkipOpt = False, progress: ProgressOpt = True,
+) -> None:
+    """Train the siamese student on labels and teacher logits (alpha=0: labels only)."""
+    setup()
+    from ..student import distill as run_distill
+    from ..teacher import TeacherLogits
+
+    if teacher_logits is None and alpha > 0:
+        fail("alpha > 0 needs --teacher-logits (see `dsembed logits`), or pass --alpha 0")
+    config = StudentConfig(base=base, alpha=alpha, pooling=pooling, top_k=top_k, epochs=epochs,
+                           learning_rate=learning_rate, head_learning_rate=head_learning_rate, batch_size=batch_size,
+                           max_length=max_length)
+    spec, train_ds, dev_ds = task_and_data(task, train, dev, kind, labels, skip_bad)
+    train_ds = train_ds.subset(max_train_pairs, seed=42)
+    stored = None
+    if teacher_logits is not None:
+        stored = TeacherLogits.load(teacher_logits).aligned_to(train_ds, source=str(teacher_logits))
+    trained = run_distill(spec, train_ds, dev_ds, output_dir, None if stored is None else stored.logits, config,
+                          show_progress_bar=progress)
+    typer.echo(json.dumps({"model": str(trained.path), "source": trained.source,
+                           "dev_metrics": trained.record["dev_metrics"]}, indent=2))
+
+
+def register(app: App) -> None:
+    """Add the training commands (and the ``teacher`` group) to ``app``."""
+    teacher_app = App(help="Fine-tune or inspect the cross-encoder teacher.")
+    app.add_typer(teacher_app, name="teacher")
+    app.command()(pipeline)
+    teacher_app.command("train")(teacher_train)
+    teacher_app.command("export-logits")(teacher_export_logits)
+    app.command()(logits)
+    app.command("distill")(distill)

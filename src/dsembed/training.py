@@ -1,0 +1,170 @@
+"""What teacher and student training share: Trainer arguments, resume, the dev curve, reuse of a finished run.
+
+Both stages run the Hugging Face ``Trainer`` (AdamW, linear warmup/decay, epoch checkpoints, dev-set
+selection of the best epoch, multi-GPU through accelerate/torchrun); this module builds its
+arguments once and turns a finished ``train()`` into one :class:`TrainingOutcome`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from transformers import EvalPrediction, Trainer, TrainingArguments
+
+from .artifacts import CHECKPOINTS_DIR, RUN_CONFIG, TRAINER_STATE
+from .config import TrainingSettings
+from .errors import RunConfigMismatch
+from .evaluation import compute_metrics
+from .tasks import TaskSpec
+from .utils import atomic_write_json
+
+logger = logging.getLogger("dsembed.training")
+
+
+def training_arguments(settings: TrainingSettings, task: TaskSpec, output_dir: str | Path, *, eval_batch_size: int,
+                       show_progress_bar: bool, **overrides: Any) -> TrainingArguments:
+    """Epoch checkpoints and evaluation, the best dev epoch kept, settings from ``settings``."""
+    values: dict[str, Any] = {
+        "output_dir": str(Path(output_dir) / CHECKPOINTS_DIR),
+        "num_train_epochs": settings.epochs,
+        "learning_rate": settings.learning_rate,
+        "per_device_train_batch_size": settings.batch_size,
+        "per_device_eval_batch_size": eval_batch_size,
+        "gradient_accumulation_steps": settings.gradient_accumulation_steps,
+        "warmup_steps": settings.warmup_ratio,  # a float < 1 is a ratio of all steps
+        "weight_decay": settings.weight_decay,
+        "eval_strategy": "epoch",
+        "save_strategy": "epoch",
+        "save_total_limit": 2,
+        "load_best_model_at_end": True,
+        "metric_for_best_model": task.main_metric,
+        "greater_is_better": True,
+        "logging_steps": 50,
+        "report_to": [],
+        "seed": settings.seed,
+        "disable_tqdm": not show_progress_bar,
+        "dataloader_num_workers": 0,
+        "dataloader_pin_memory": False,
+    }
+    values.update(overrides)
+    return TrainingArguments(**values)
+
+
+def metrics_function(task: TaskSpec, *, teacher: bool = False) -> Callable[[EvalPrediction], dict[str, float]]:
+    """The Trainer's ``compute_metrics``: the task's GLUE metrics on the dev logits."""
+
+    def metrics(pred: EvalPrediction) -> dict[str, float]:
+        logits = pred.predictions[0] if isinstance(pred.predictions, tuple) else pred.predictions
+        return compute_metrics(task, np.asarray(logits), pred.label_ids, teacher=teacher)
+
+    return metrics
+
+
+@dataclass
+class TrainingOutcome:
+    """What a finished ``Trainer.train`` produced, for the stage's record."""
+
+    dev_metrics: dict[str, float]
+    dev_curve: list[dict[str, float]]
+    best_checkpoint: str | None
+    train_seconds: float
+    resumed_from: str | None
+
+
+@dataclass
+class TrainedModel:
+    """A finished training stage: its model folder and training record, and whether it ran now.
+
+    ``source`` is "trained" (from scratch), "resumed" (continued from a checkpoint) or "reused" (a
+    finished model for these exact settings was already there). Usable wherever a path is.
+    """
+
+    path: Path
+    record: dict[str, Any]
+    source: str
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+
+def latest_checkpoint(output_dir: str | Path) -> Path | None:
+    """The newest epoch checkpoint of a run folder, None when there is none."""
+    folder = Path(output_dir) / CHECKPOINTS_DIR
+    found = [p for p in folder.glob("checkpoint-*") if p.is_dir() and p.name.rsplit("-", 1)[-1].isdigit()]
+    return max(found, key=lambda p: int(p.name.rsplit("-", 1)[-1])) if found else None
+
+
+def fit(trainer: Trainer, output_dir: str | Path, *, resume: bool = True) -> TrainingOutcome:
+    """Train (continuing from the newest checkpoint when ``resume``), then evaluate the kept best epoch."""
+    checkpoint = latest_checkpoint(output_dir) if resume else None
+    if checkpoint is not None:
+        logger.info("resuming %s from %s", output_dir, checkpoint.name)
+    start = time.perf_counter()
+    trainer.train(resume_from_checkpoint=True if checkpoint is not None else None)
+    seconds = time.perf_counter() - start
+    curve = dev_curve(trainer.state.log_history)  # before the final evaluate() logs one more entry
+    dev_metrics = {k.removeprefix("eval_"): v for k, v in trainer.evaluate().items()}
+    best = trainer.state.best_model_checkpoint
+    return TrainingOutcome(dev_metrics=dev_metrics, dev_curve=curve, best_checkpoint=Path(best).name if best else None,
+                           train_seconds=seconds, resumed_from=checkpoint.name if checkpoint is not None else None)
+
+
+def check_run_config(folder: str | os.PathLike[str], config: dict[str, Any]) -> None:
+    """Record the settings of a resumable run, or refuse to resume one made with different settings."""
+    path = Path(folder) / RUN_CONFIG
+    if path.is_file():
+        old = json.loads(path.read_text())
+        if old != json.loads(json.dumps(config, sort_keys=True, default=str)):
+            changed = sorted(k for k in set(old) | set(config) if old.get(k) != json.loads(
+                json.dumps(config.get(k), default=str)))
+            raise RunConfigMismatch(f"{folder} was started with other settings (differs in: {', '.join(changed)}); "
+                                    "use another output folder or delete this one")
+        return
+    atomic_write_json(path, config)
+
+
+def check_finished_epochs(folder: str | Path, trained: float | None, wanted: float, extend_with: str) -> None:
+    """Reuse a finished model only for the epoch count it was trained for.
+
+    The run-config guard leaves epochs out so that a run can be extended with more of them; a
+    reused 3-epoch model must not pass for an 8-epoch one in a record.
+    """
+    if trained is not None and float(trained) != float(wanted):
+        raise RunConfigMismatch(f"{folder} holds a model trained for {float(trained):g} epochs, this run asks for "
+                                f"{float(wanted):g}; use another output folder, or extend that run with "
+                                f"`{extend_with}`")
+
+
+def dev_curve(log_history: list[dict[str, Any]]) -> list[dict[str, float]]:
+    """The per-epoch dev evaluations of a HF Trainer run (``state.log_history``), prefix dropped.
+
+    Kept in every training record so that the selected epoch can be judged: still climbing at the
+    last epoch means the run wanted more steps.
+    """
+    curve = []
+    for entry in log_history:
+        row = {k.removeprefix("eval_"): float(v) for k, v in entry.items()
+               if k.startswith("eval_") and not k.endswith(("_runtime", "_per_second"))}
+        if row:
+            if "epoch" in entry:
+                row["epoch"] = float(entry["epoch"])
+            curve.append(row)
+    return curve
+
+
+def dev_curve_from_checkpoints(output_dir: str | os.PathLike[str]) -> list[dict[str, float]] | None:
+    """The dev curve read back from the newest checkpoint's trainer state (runs recorded before the
+    curve was part of the training record); None if no checkpoint is left."""
+    states = sorted((Path(output_dir) / CHECKPOINTS_DIR).glob(f"checkpoint-*/{TRAINER_STATE}"),
+                    key=lambda p: int(p.parent.name.rsplit("-", 1)[-1]))
+    if not states:
+        return None
+    return dev_curve(json.loads(states[-1].read_text()).get("log_history", []))
