@@ -81,5 +81,9 @@ class WeightsIntegrityError(DsembedError, RuntimeError):
         return (type(self), (self.path, self.expected, self.actual, self.hint))
 
 
+class CacheSpaceError(DsembedError, OSError):
+    """Not enough free disk space in dsembed's cache for what it must write there."""
+
+
 class OfflineBaseMissingError(DsembedError, RuntimeError):
     """A known offline base was asked for while offline, but its package is not installed."""

@@ -117,11 +117,6 @@ def default_device() -> str:
     return "cpu"
 
 
-def cache_dir() -> Path:
-    """Where dsembed keeps derived artefacts (teacher logits, extracted bases)."""
-    return Path(os.environ.get("DSEMBED_CACHE", Path.home() / ".cache" / "dsembed"))
-
-
 def load_average() -> list[float] | None:
     """The 1/5/15-minute load average, rounded; a wall time on a shared machine means little without it."""
     if not hasattr(os, "getloadavg"):

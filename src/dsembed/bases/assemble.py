@@ -31,7 +31,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ..artifacts import BASE_MANIFEST, HF_CONFIG
-from ..errors import InputNotFoundError, OfflineBaseMissingError, WeightsIntegrityError
+from ..errors import CacheSpaceError, InputNotFoundError, OfflineBaseMissingError, WeightsIntegrityError
 from .integrity import CHUNK_SIZE, remember_sha256, verify_file, verify_weights
 from .registry import OfflineBase, ZipPart
 
@@ -282,7 +282,7 @@ def _extract_parts(base: OfflineBase, paths: list[Path], work: Path, hint: str) 
         needed = sum(info.file_size for info in archive.infolist())
         free = shutil.disk_usage(work).free
         if free < needed + (64 << 20):
-            raise OSError(f"not enough disk space in {work.parent} to extract {base.name}: "
+            raise CacheSpaceError(f"not enough disk space in {work.parent} to extract {base.name}: "
                           f"need {needed / 2**20:.0f} MiB, {free / 2**20:.0f} MiB free "
                           f"(set {CACHE_ENV} to use another folder)")
         digests = _extract(archive, tree, base.weights_file)

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..bases import cache_dir
 from ..retrieval import (
     CandidateStore,
     HeadScorer,
@@ -45,7 +46,7 @@ from ..retrieval import (
     rank,
     sentences_fingerprint,
 )
-from ..utils import atomic_write_json, cache_dir
+from ..utils import atomic_write_json
 
 logger = logging.getLogger("dsembed.bench")
 

@@ -23,6 +23,8 @@ TrainOpt = Annotated[Path | None, typer.Option(help="own train file (.tsv/.csv/.
 DevOpt = Annotated[Path | None, typer.Option(help="own dev file (same format)")]
 KindOpt = Annotated[str | None, typer.Option(help="own task kind: binary, regression or multiclass")]
 LabelsOpt = Annotated[str | None, typer.Option(help="own task labels in class order, comma separated")]
+DataDirOpt = Annotated[Path | None, typer.Option(help="folder with GLUE TSVs (default: $DSEMBED_GLUE_DIR or the "
+                                                       "shared copy beside the checkout)")]
 SkipOpt = Annotated[bool, typer.Option("--skip-bad", help="skip malformed rows (their count is reported)")]
 ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help="progress bars")]
 

@@ -14,6 +14,7 @@ import typer
 from ..config import StudentConfig, TeacherConfig
 from .common import (
     App,
+    DataDirOpt,
     DevOpt,
     KindOpt,
     LabelsOpt,
@@ -50,7 +51,7 @@ def pipeline(
     seed: Annotated[int | None, typer.Option()] = None,
     max_train_pairs: Annotated[int | None, typer.Option()] = None,
     max_length: Annotated[int | None, typer.Option()] = None,
-    data_dir: Annotated[str | None, typer.Option(help="folder with GLUE TSVs (default: the shared copy)")] = None,
+    data_dir: DataDirOpt = None,
     data_source: Annotated[str, typer.Option(help="auto, local or hub (Hugging Face datasets)")] = "auto",
     train: TrainOpt = None, dev: DevOpt = None, kind: KindOpt = None, labels: LabelsOpt = None,
     skip_bad: SkipOpt = False, progress: ProgressOpt = True,
@@ -67,7 +68,7 @@ def pipeline(
     cfg = PipelineConfig.from_profile(
         profile, task=task, output_dir=str(output_dir or Path("runs") / profile / task), teacher_model=teacher,
         teacher_logits=teacher_logits, seed=seed, max_length=max_length, max_train_pairs=max_train_pairs,
-        data_dir=data_dir, data_source=data_source, show_progress_bar=progress,
+        data_dir=str(data_dir) if data_dir else None, data_source=data_source, show_progress_bar=progress,
         train_file=str(train) if train else None, dev_file=str(dev) if dev else None, kind=kind,
         labels=parse_labels(labels), skip_bad=skip_bad, only_student=only_student,
         teacher={"base": teacher_base, "epochs": teacher_epochs},
@@ -94,13 +95,13 @@ def teacher_train(
     max_train_pairs: int | None = None,
     seed: Annotated[int, typer.Option(help="different seeds give the members of an ensemble")] = TeacherConfig.seed,
     train: TrainOpt = None, dev: DevOpt = None, kind: KindOpt = None, labels: LabelsOpt = None,
-    skip_bad: SkipOpt = False, progress: ProgressOpt = True,
+    data_dir: DataDirOpt = None, skip_bad: SkipOpt = False, progress: ProgressOpt = True,
 ) -> None:
     """Fine-tune a cross-encoder teacher (resumes from its last epoch checkpoint)."""
     setup()
     from ..teacher import train_teacher
 
-    spec, train_ds, dev_ds = task_and_data(task, train, dev, kind, labels, skip_bad)
+    spec, train_ds, dev_ds = task_and_data(task, train, dev, kind, labels, skip_bad, data_dir)
     config = TeacherConfig(base=base, epochs=epochs, learning_rate=learning_rate, batch_size=batch_size,
                            max_length=max_length, max_train_pairs=max_train_pairs, seed=seed)
     trained = train_teacher(spec, train_ds, dev_ds, output_dir, config, show_progress_bar=progress)
@@ -114,7 +115,7 @@ def teacher_export_logits(
     output_dir: Annotated[Path, typer.Option("--output-dir", "-o", help="bundle folder to write")],
     batch_size: int = 64,
     train: TrainOpt = None, dev: DevOpt = None, kind: KindOpt = None, labels: LabelsOpt = None,
-    skip_bad: SkipOpt = False, progress: ProgressOpt = True,
+    data_dir: DataDirOpt = None, skip_bad: SkipOpt = False, progress: ProgressOpt = True,
 ) -> None:
     """Write the teacher's train and dev logits as a small bundle that `pipeline --teacher-logits` takes.
 
@@ -124,7 +125,7 @@ def teacher_export_logits(
     setup()
     from ..teacher import load_teacher, write_logits_bundle
 
-    spec, train_ds, dev_ds = task_and_data(task, train, dev, kind, labels, skip_bad)
+    spec, train_ds, dev_ds = task_and_data(task, train, dev, kind, labels, skip_bad, data_dir)
     bundle = write_logits_bundle(load_teacher(teacher, spec), train_ds, dev_ds, output_dir, batch_size=batch_size,
                                  show_progress_bar=progress)
     typer.echo(f"{len(bundle.train.logits)} train + {len(bundle.dev.logits)} dev teacher logits -> {output_dir}")
@@ -137,6 +138,7 @@ def logits(
     batch_size: int = 64,
     max_train_pairs: int | None = None,
     train: TrainOpt = None, kind: KindOpt = None, labels: LabelsOpt = None, skip_bad: SkipOpt = False,
+    data_dir: DataDirOpt = None,
     cache: Annotated[Path | None, typer.Option(help="chunk cache folder (resume point)")] = None,
     progress: ProgressOpt = True,
 ) -> None:
@@ -144,8 +146,8 @@ def logits(
     setup()
     from ..teacher import compute_teacher_logits, load_teacher
 
-    spec, train_ds, _ = task_and_data(task, train, train, kind, labels, skip_bad) if train else \
-        task_and_data(task, None, None, kind, labels, skip_bad)
+    # own pairs: the train file stands in for dev too (only train pairs are scored)
+    spec, train_ds, _ = task_and_data(task, train, train, kind, labels, skip_bad, data_dir)
     train_ds = train_ds.subset(max_train_pairs, seed=42)
     result = compute_teacher_logits(load_teacher(teacher, spec), train_ds, cache=cache, batch_size=batch_size,
                                     show_progress_bar=progress)
@@ -170,7 +172,7 @@ def distill(
     max_length: int | None = None,
     max_train_pairs: int | None = None,
     train: TrainOpt = None, dev: DevOpt = None, kind: KindOpt = None, labels: LabelsOpt = None,
-    skip_bad: SkipOpt = False, progress: ProgressOpt = True,
+    data_dir: DataDirOpt = None, skip_bad: SkipOpt = False, progress: ProgressOpt = True,
 ) -> None:
     """Train the siamese student on labels and teacher logits (alpha=0: labels only)."""
     setup()
@@ -182,7 +184,7 @@ def distill(
     config = StudentConfig(base=base, alpha=alpha, pooling=pooling, top_k=top_k, epochs=epochs,
                            learning_rate=learning_rate, head_learning_rate=head_learning_rate, batch_size=batch_size,
                            max_length=max_length)
-    spec, train_ds, dev_ds = task_and_data(task, train, dev, kind, labels, skip_bad)
+    spec, train_ds, dev_ds = task_and_data(task, train, dev, kind, labels, skip_bad, data_dir)
     train_ds = train_ds.subset(max_train_pairs, seed=42)
     stored = None
     if teacher_logits is not None:

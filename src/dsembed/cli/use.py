@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from .common import App, ModelArg, ProgressOpt, SkipOpt, TaskArg, fail, load_student, setup
+from .common import App, DataDirOpt, ModelArg, ProgressOpt, SkipOpt, TaskArg, fail, load_student, setup
 
 
 def evaluate(
@@ -18,7 +18,7 @@ def evaluate(
     split: str = "dev",
     teacher: Annotated[str | None, typer.Option(help="also score this teacher, and the relative degradation")] = None,
     data: Annotated[Path | None, typer.Option(help="own labelled file instead of the GLUE split")] = None,
-    skip_bad: SkipOpt = False, progress: ProgressOpt = True,
+    data_dir: DataDirOpt = None, skip_bad: SkipOpt = False, progress: ProgressOpt = True,
 ) -> None:
     """GLUE metrics of a student on a task split (and of its teacher, if given)."""
     setup()
@@ -28,7 +28,8 @@ def evaluate(
 
     student = load_student(model)
     spec = student.task
-    ds = read_pairs(data, spec, skip_bad=skip_bad) if data else load_glue(task, split, skip_bad=skip_bad)
+    ds = read_pairs(data, spec, skip_bad=skip_bad) if data else \
+        load_glue(task, split, data_dir=data_dir, skip_bad=skip_bad)
     metrics, _ = evaluate_student(student, spec, ds, show_progress_bar=progress)
     out: dict[str, object] = {"task": spec.name, "split": split, "pairs": len(ds), "student": metrics}
     if teacher:

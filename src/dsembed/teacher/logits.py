@@ -18,9 +18,10 @@ from safetensors.numpy import load_file, save_file
 from tqdm.auto import tqdm
 
 from ..artifacts import BUNDLE_INFO, BUNDLE_SPLIT_FILE, LOGITS_FILE, LOGITS_META
+from ..bases import cache_dir
 from ..data import PairDataset
 from ..errors import ConfigError, CorruptFileError, InputNotFoundError, StaleLogitsError
-from ..utils import atomic_write_bytes, atomic_write_json, cache_dir, sha256_bytes
+from ..utils import atomic_write_bytes, atomic_write_json, sha256_bytes
 
 logger = logging.getLogger("dsembed.logits")
 
