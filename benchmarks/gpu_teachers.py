@@ -23,11 +23,12 @@ import tarfile
 import time
 from pathlib import Path
 
+from dsembed.artifacts import CHECKPOINTS_DIR
 from dsembed.data import load_glue
 from dsembed.evaluation import compute_metrics
-from dsembed.teacher.logits import write_logits_bundle
 from dsembed.tasks import get_task
-from dsembed.teacher import Teacher, TeacherRecipe, train_teacher
+from dsembed.teacher import Teacher, train_teacher, write_logits_bundle
+from dsembed.teacher.train import TeacherRecipe  # not exported by dsembed.teacher
 from dsembed.utils import environment_record
 
 logger = logging.getLogger("gpu_teachers")
@@ -116,7 +117,7 @@ def main() -> None:
             logger.info("%s", json.dumps(summary[-1]))
             (args.bundles / "summary.json").write_text(json.dumps(summary, indent=2))
             _pack(args.bundles, args.out / "teacher_bundles.tar")
-            shutil.rmtree(args.work / f"{task_name}-{name}-s{seed}" / "checkpoints", ignore_errors=True)
+            shutil.rmtree(args.work / f"{task_name}-{name}-s{seed}" / CHECKPOINTS_DIR, ignore_errors=True)
     (args.bundles / "summary.json").write_text(json.dumps(summary, indent=2))
     _pack(args.bundles, args.out / "teacher_bundles.tar")
     print(json.dumps(summary, indent=2))

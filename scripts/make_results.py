@@ -8,9 +8,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from dsembed.artifacts import RUN_PLOT, RUN_RECORD
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results"
-sys.path.insert(0, str(ROOT / "src"))  # the library's own formulas, even without an installed dsembed
 PAPER_AVG_DEGRADATION = 4.6  # Barkan et al. 2020, average over five GLUE pair tasks
 CLEAR_MARGIN = 1.0  # points of the main metric a teacher must gain over the best embedding baseline
 
@@ -125,7 +126,7 @@ def pipeline_section(kind: str, records: list[dict[str, Any]]) -> list[str]:
                   f"sentence-transformers {env['sentence_transformers']}, dsembed {env['dsembed']}. "
                   f"Finished {rec['finished_at']}.", "",
                   f"Command: `{env['command']}`", ""]
-        plot = Path(f"results/{kind}/{task}/student_vs_teacher.png")
+        plot = Path(f"results/{kind}/{task}/{RUN_PLOT}")
         if (ROOT / plot).is_file():
             lines += [f"![{task} student vs teacher]({plot.as_posix()})", ""]
     if degradations:
@@ -236,12 +237,12 @@ def settings_summary(records: list[dict[str, Any]]) -> list[str]:
 
 def sweeps_section() -> list[str]:
     """Student settings tried (each a full-size DSE + label-only pair) by benchmarks/student_sweep.sh."""
-    paths = sorted((RESULTS / "sweeps").glob("*/record.json")) if (RESULTS / "sweeps").is_dir() else []
+    paths = sorted((RESULTS / "sweeps").glob(f"*/{RUN_RECORD}")) if (RESULTS / "sweeps").is_dir() else []
     if not paths:
         return []
     # each task's full-size run (default settings) is the reference row of its sweep
     swept = {p.parent.name.split("-", 1)[0] for p in paths}
-    fulls = [p for p in (RESULTS / "full").glob("*/record.json") if p.parent.name in swept]
+    fulls = [p for p in (RESULTS / "full").glob(f"*/{RUN_RECORD}") if p.parent.name in swept]
     # a sweep whose settings and seed are the defaults is the same run as the full-size one: listed once
     parsed = {p: json.loads(p.read_text()) for p in [*paths, *fulls]}
     default_runs = {_run_key(parsed[p]) for p in fulls}
@@ -275,7 +276,7 @@ def sweeps_section() -> list[str]:
                      f"{_fmt(auc_diff, signed=True)} |")
     runs = list(zip(paths, records, strict=True))
     # the summary also counts the full-size runs of tasks not swept yet, so no task is silently left out
-    records += [json.loads(p.read_text()) for p in sorted((RESULTS / "full").glob("*/record.json"))
+    records += [json.loads(p.read_text()) for p in sorted((RESULTS / "full").glob(f"*/{RUN_RECORD}"))
                 if p.parent.name not in swept]
     return [*lines, "", *settings_summary(records), *dev_curves(runs)]
 
@@ -331,17 +332,12 @@ def speed_section() -> list[str]:
     records = sorted((RESULTS / "speed").glob("*.json")) if (RESULTS / "speed").is_dir() else []
     if not records:
         return []
-    try:
-        from dsembed.bench import render_markdown
-    except ImportError:
-        render_markdown = None
+    from dsembed.bench import render_markdown  # the bench's own renderer (imports torch: only when needed)
+
     lines = ["## Speed: one query against N candidates", ""]
     for path in records:
         record = json.loads(path.read_text())
-        if render_markdown is not None:
-            lines += [render_markdown(record, path.relative_to(ROOT).as_posix()), ""]
-        else:
-            lines += [f"Record `{path.relative_to(ROOT)}` (renderer unavailable).", ""]
+        lines += [render_markdown(record, path.relative_to(ROOT).as_posix()), ""]
     return lines
 
 
@@ -353,7 +349,7 @@ def render() -> str:
     out += teacher_routes_section()
     for kind in SECTIONS:
         folder = RESULTS / kind
-        records = [json.loads(p.read_text()) for p in sorted(folder.glob("*/record.json"))] if folder.is_dir() else []
+        records = [json.loads(p.read_text()) for p in sorted(folder.glob(f"*/{RUN_RECORD}"))] if folder.is_dir() else []
         if records:
             out += pipeline_section(kind, records)
     out += sweeps_section()
