@@ -54,7 +54,7 @@ def _pack(bundles: Path, target: Path) -> None:
     tmp.replace(target)
 
 
-def main() -> None:
+def _parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base", type=Path, required=True, help="encoder folder to fine-tune")
     parser.add_argument("--base-name", default=None, help="short name for bundle folders (default: folder name)")
@@ -70,7 +70,11 @@ def main() -> None:
     parser.add_argument("--budget-seconds", type=float, default=420.0,
                         help="start no new teacher after this many seconds")
     parser.add_argument("--smoke", action="store_true")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = _parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
     started = time.perf_counter()
