@@ -23,11 +23,12 @@ import tarfile
 import time
 from pathlib import Path
 
+from dsembed.artifacts import CHECKPOINTS_DIR
 from dsembed.data import load_glue
 from dsembed.evaluation import compute_metrics
-from dsembed.teacher.logits import write_logits_bundle
 from dsembed.tasks import get_task
-from dsembed.teacher import Teacher, TeacherRecipe, train_teacher
+from dsembed.teacher import Teacher, train_teacher, write_logits_bundle
+from dsembed.teacher.train import TeacherRecipe  # not exported by dsembed.teacher
 from dsembed.utils import environment_record
 
 logger = logging.getLogger("gpu_teachers")
@@ -53,7 +54,7 @@ def _pack(bundles: Path, target: Path) -> None:
     tmp.replace(target)
 
 
-def main() -> None:
+def _parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base", type=Path, required=True, help="encoder folder to fine-tune")
     parser.add_argument("--base-name", default=None, help="short name for bundle folders (default: folder name)")
@@ -69,7 +70,11 @@ def main() -> None:
     parser.add_argument("--budget-seconds", type=float, default=420.0,
                         help="start no new teacher after this many seconds")
     parser.add_argument("--smoke", action="store_true")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = _parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
     started = time.perf_counter()
@@ -116,7 +121,7 @@ def main() -> None:
             logger.info("%s", json.dumps(summary[-1]))
             (args.bundles / "summary.json").write_text(json.dumps(summary, indent=2))
             _pack(args.bundles, args.out / "teacher_bundles.tar")
-            shutil.rmtree(args.work / f"{task_name}-{name}-s{seed}" / "checkpoints", ignore_errors=True)
+            shutil.rmtree(args.work / f"{task_name}-{name}-s{seed}" / CHECKPOINTS_DIR, ignore_errors=True)
     (args.bundles / "summary.json").write_text(json.dumps(summary, indent=2))
     _pack(args.bundles, args.out / "teacher_bundles.tar")
     print(json.dumps(summary, indent=2))

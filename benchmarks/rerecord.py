@@ -19,11 +19,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
+from dsembed.artifacts import MODEL_DIR, RUN_PLOT, RUN_RECORD, TEACHER_INFO, TEACHER_SUBDIR, TRAINING_RECORD
+from dsembed.pipeline import PipelineConfig, run_pipeline
 
-from dsembed.pipeline import PipelineConfig, run_pipeline  # noqa: E402
-from dsembed.teacher import TEACHER_INFO  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
@@ -34,23 +33,25 @@ def main() -> None:
     if args.run_dir and len(args.results_dirs) != 1:
         parser.error("--run-dir goes with exactly one results folder")
     for folder in args.results_dirs:
-        old = json.loads((folder / "record.json").read_text())
-        moved = {"output_dir": str(args.run_dir.expanduser().absolute())} if args.run_dir else {}
+        old = json.loads((folder / RUN_RECORD).read_text())
+        # the run folder from the record (or where it was moved), not from the config object: records outlive
+        # PipelineConfig's shape
+        run_dir = args.run_dir.expanduser().absolute() if args.run_dir else Path(old["config"]["output_dir"])
+        moved = {"output_dir": str(run_dir)} if args.run_dir else {}
         cfg = PipelineConfig.from_record(old["config"], show_progress_bar=False, **moved)
-        run_dir = Path(cfg.output_dir)
-        if not (run_dir / "record.json").is_file():
+        if not (run_dir / RUN_RECORD).is_file():
             raise SystemExit(f"{folder}: its run folder {run_dir} is not on this machine")
         # re-evaluate only: a missing model would be trained again (hours), so refuse instead
-        needed = [run_dir / name / "training.json" for name in old["stages"] if name.endswith("_student")]
-        if old["stages"].get("teacher", {}).get("source") != "logits bundle" and not cfg.teacher:
-            needed.append(run_dir / "teacher" / "model" / TEACHER_INFO)
+        needed = [run_dir / name / TRAINING_RECORD for name in old["stages"] if name.endswith("_student")]
+        if old["stages"].get("teacher", {}).get("source") not in ("logits bundle", "given"):  # trained in the run
+            needed.append(run_dir / TEACHER_SUBDIR / MODEL_DIR / TEACHER_INFO)
         missing = [str(p) for p in needed if not p.is_file()]
         if missing:
             raise SystemExit(f"{folder}: finished models missing, nothing re-recorded: {', '.join(missing)}")
         new = run_pipeline(cfg)
-        shutil.copy2(run_dir / "record.json", folder / "record.json")
-        if (run_dir / "student_vs_teacher.png").is_file():
-            shutil.copy2(run_dir / "student_vs_teacher.png", folder / "student_vs_teacher.png")
+        shutil.copy2(run_dir / RUN_RECORD, folder / RUN_RECORD)
+        if (run_dir / RUN_PLOT).is_file():
+            shutil.copy2(run_dir / RUN_PLOT, folder / RUN_PLOT)
         main = new["main_metric"]
         for name, metrics in new["results"].items():
             before = old["results"].get(name, {}).get(main)

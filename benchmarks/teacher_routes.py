@@ -17,15 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
+from dsembed.artifacts import RUN_RECORD
+from dsembed.data import load_glue
+from dsembed.evaluation import compute_metrics
+from dsembed.tasks import get_task
+from dsembed.teacher import LogitsBundle, load_logits_bundles
+from dsembed.utils import atomic_write_json, environment_record
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-
-from dsembed.data import load_glue  # noqa: E402
-from dsembed.evaluation import compute_metrics  # noqa: E402
-from dsembed.teacher.logits import LogitsBundle, load_logits_bundles  # noqa: E402
-from dsembed.tasks import get_task  # noqa: E402
-from dsembed.utils import atomic_write_json, environment_record  # noqa: E402
-
 TEACHERS = ROOT / "results" / "teachers"
 
 
@@ -40,7 +39,7 @@ def routes_for(task_name: str) -> list[dict]:
     task = get_task(task_name)
     train, dev = load_glue(task, "train"), load_glue(task, "dev")
     routes: list[dict] = []
-    minilm = ROOT / "results" / "full_minilm_teacher" / task_name / "record.json"
+    minilm = ROOT / "results" / "full_minilm_teacher" / task_name / RUN_RECORD
     if minilm.is_file():
         rec = json.loads(minilm.read_text())
         routes.append({"route": "all-MiniLM-L6-v2 cross-encoder, plain recipe", "members": 1,

@@ -13,19 +13,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
+from dsembed.artifacts import MODEL_DIR, RUN_RECORD
+from dsembed.evaluation import compute_metrics, evaluate_student, teacher_fidelity
+from dsembed.pipeline import PipelineConfig, load_pipeline_data
+from dsembed.student import DSEModel
+from dsembed.tasks import get_task
+from dsembed.teacher import load_logits_bundles
+from dsembed.utils import atomic_write_json, environment_record
 
-from dsembed.evaluation import compute_metrics, evaluate_student, teacher_fidelity  # noqa: E402
-from dsembed.teacher.logits import load_logits_bundles  # noqa: E402
-from dsembed.student.model import DSEModel  # noqa: E402
-from dsembed.pipeline import PipelineConfig, load_pipeline_data  # noqa: E402
-from dsembed.tasks import get_task  # noqa: E402
-from dsembed.utils import atomic_write_json, environment_record  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
@@ -34,19 +33,21 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "diagnostics")
     args = parser.parse_args()
     run_dir = args.run_dir.absolute()
-    record = json.loads((run_dir / "record.json").read_text())
-    cfg = PipelineConfig.from_record(record["config"])
-    if not cfg.teacher_logits:
+    record = json.loads((run_dir / RUN_RECORD).read_text())
+    # which task and bundles come from the record, not from PipelineConfig's fields: records outlive its shape
+    teacher_stage = record["stages"].get("teacher", {})
+    if teacher_stage.get("source") != "logits bundle":
         raise SystemExit(f"{run_dir}: this diagnostic needs a run made from teacher-logits bundles")
-    task = get_task(cfg.task)
-    train, dev = load_pipeline_data(cfg, task)
-    bundle = load_logits_bundles(cfg.teacher_logits).aligned_to(train, dev, source=cfg.teacher_logits)
+    bundles = teacher_stage["path"]
+    task = get_task(record["task"])
+    train, dev = load_pipeline_data(PipelineConfig.from_record(record["config"]), task)
+    bundle = load_logits_bundles(bundles).aligned_to(train, dev, source=bundles)
     out: dict = {"task": task.name, "main_metric": task.main_metric, "run_dir": str(run_dir),
                  "train_pairs": len(train), "students": {},
                  "dev_fidelity": record.get("teacher_fidelity_dev"),
                  "teacher_train_metrics": compute_metrics(task, bundle.train.logits, train.labels, teacher=True)}
     for name in ("dse_student", "label_only_student"):
-        folder = run_dir / name / "model"
+        folder = run_dir / name / MODEL_DIR
         if not folder.is_dir():
             continue
         start = time.perf_counter()

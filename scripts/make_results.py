@@ -8,9 +8,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from dsembed.artifacts import RUN_PLOT, RUN_RECORD
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results"
-sys.path.insert(0, str(ROOT / "src"))  # the library's own formulas, even without an installed dsembed
 PAPER_AVG_DEGRADATION = 4.6  # Barkan et al. 2020, average over five GLUE pair tasks
 CLEAR_MARGIN = 1.0  # points of the main metric a teacher must gain over the best embedding baseline
 
@@ -67,65 +68,20 @@ def _stage_times(rec: dict[str, Any]) -> str:
 
 
 def pipeline_section(kind: str, records: list[dict[str, Any]]) -> list[str]:
+    """One section of pipeline runs: per task its table, fidelity and provenance; then the targets."""
     title, blurb = SECTIONS[kind]
     lines = [f"## {title}", "", blurb, ""]
     degradations = []
     checks = []
     for rec in records:
-        task, main = rec["task"], rec["main_metric"]
-        metrics = sorted({m for r in rec["results"].values() for m in r})
-        lines += [f"### {task.upper()} ({rec['train_pairs']} train pairs, {rec['dev_pairs']} dev pairs)", ""]
-        lines.append("| model | " + " | ".join(metrics) + f" | rel. degradation of {main} vs teacher (%) |")
-        lines.append("|---|" + "---:|" * (len(metrics) + 1))
-        ordered = sorted(rec["results"].items(), key=lambda kv: list(NAMES).index(kv[0]) if kv[0] in NAMES else 99)
-        for name, values in ordered:
-            deg = rec["relative_degradation_pct"].get(name)
-            lines.append(f"| {NAMES.get(name, name)} | " + " | ".join(_fmt(values.get(m)) for m in metrics)
-                         + f" | {_fmt(deg, signed=True)} |")
-        res = rec["results"]
-        if "dse_student" in res:
+        task = rec["task"]
+        lines += _results_table(rec)
+        if "dse_student" in rec["results"]:
             degradations.append(rec["relative_degradation_pct"]["dse_student"])
-        if "dse_student" in res and "label_only_student" in res:
-            ok = res["dse_student"][main] > res["label_only_student"][main]
-            checks.append(f"- {task}: DSE student {'beats' if ok else 'does NOT beat'} the label-only student on "
-                          f"{main} ({_fmt(res['dse_student'][main])} vs {_fmt(res['label_only_student'][main])}).")
-        baselines = {k: v[main] for k, v in res.items() if k in ("label_only_student", "pretrained_cosine")}
-        if baselines and "teacher" in res:
-            best_name = max(baselines, key=baselines.get)
-            margin = res["teacher"][main] - baselines[best_name]
-            verdict = "clearly beats" if margin >= CLEAR_MARGIN else "does NOT clearly beat"
-            checks.append(f"- {task}: teacher {verdict} the best embedding baseline ({NAMES[best_name]}) on {main}: "
-                          f"{_fmt(res['teacher'][main])} vs {_fmt(baselines[best_name])} (margin "
-                          f"{_fmt(margin, signed=True)}; 'clear' = at least {CLEAR_MARGIN} point).")
-        if "main_job_wall_seconds" in rec:
-            wall = rec["main_job_wall_seconds"]
-            checks.append(f"- {task}: the main job took {wall} s end to end "
-                          f"({'within' if wall < 600 else 'OVER'} the 10-minute target).")
-        fidelity = rec.get("teacher_fidelity_dev")
-        if fidelity:
-            parts = []
-            for name, f in fidelity.items():
-                agree = f", same decision as the teacher on {_fmt(f['decision_agreement'])}% of pairs" \
-                    if "decision_agreement" in f else ""
-                parts.append(f"{NAMES.get(name, name)}: Spearman {_fmt(f.get('spearman'))}, logit MSE "
-                             f"{f['logit_mse']:.2f}{agree}")
-            lines += ["", "Fidelity to the teacher on the dev pairs (student score vs teacher score): "
-                      + "; ".join(parts) + "."]
-        times = _stage_times(rec)
-        env = rec["environment"]
-        load = rec.get("stage_load_average_after")
-        load_text = (" Load average (1/5/15 min) after each stage: "
-                     + ", ".join(f"{k} {'/'.join(f'{x:.1f}' for x in v)}" for k, v in load.items()) + "."
-                     if load else " (This record predates per-stage load averages.)")
-        lines += ["", _teacher_text(rec), "",
-                  f"Stage wall times (s): {times}.{load_text} Wall times are wall-clock on a shared 2-core "
-                  "machine; stages that overlapped other jobs (benchmarks, test runs) or were paused ran longer.", "",
-                  f"Machine: {env['platform']}, {env['cpu_count']} CPUs, torch threads {env['torch_threads']}, "
-                  f"GPU: {env['cuda'] or 'none'}; torch {env['torch']}, transformers {env['transformers']}, "
-                  f"sentence-transformers {env['sentence_transformers']}, dsembed {env['dsembed']}. "
-                  f"Finished {rec['finished_at']}.", "",
-                  f"Command: `{env['command']}`", ""]
-        plot = Path(f"results/{kind}/{task}/student_vs_teacher.png")
+        checks += _task_checks(rec)
+        lines += _fidelity_text(rec)
+        lines += _provenance(rec)
+        plot = Path(f"results/{kind}/{task}/{RUN_PLOT}")
         if (ROOT / plot).is_file():
             lines += [f"![{task} student vs teacher]({plot.as_posix()})", ""]
     if degradations:
@@ -138,6 +94,76 @@ def pipeline_section(kind: str, records: list[dict[str, Any]]) -> list[str]:
     if checks:
         lines += ["### Targets", "", *checks, ""]
     return lines
+
+
+def _results_table(rec: dict[str, Any]) -> list[str]:
+    """A task's heading and its table: every model's dev metrics and relative degradation vs the teacher."""
+    task, main = rec["task"], rec["main_metric"]
+    metrics = sorted({m for r in rec["results"].values() for m in r})
+    lines = [f"### {task.upper()} ({rec['train_pairs']} train pairs, {rec['dev_pairs']} dev pairs)", ""]
+    lines.append("| model | " + " | ".join(metrics) + f" | rel. degradation of {main} vs teacher (%) |")
+    lines.append("|---|" + "---:|" * (len(metrics) + 1))
+    ordered = sorted(rec["results"].items(), key=lambda kv: list(NAMES).index(kv[0]) if kv[0] in NAMES else 99)
+    for name, values in ordered:
+        deg = rec["relative_degradation_pct"].get(name)
+        lines.append(f"| {NAMES.get(name, name)} | " + " | ".join(_fmt(values.get(m)) for m in metrics)
+                     + f" | {_fmt(deg, signed=True)} |")
+    return lines
+
+
+def _task_checks(rec: dict[str, Any]) -> list[str]:
+    """A task's target verdicts: DSE vs label-only, teacher vs the best embedding baseline, main job time."""
+    task, main, res = rec["task"], rec["main_metric"], rec["results"]
+    checks = []
+    if "dse_student" in res and "label_only_student" in res:
+        ok = res["dse_student"][main] > res["label_only_student"][main]
+        checks.append(f"- {task}: DSE student {'beats' if ok else 'does NOT beat'} the label-only student on "
+                      f"{main} ({_fmt(res['dse_student'][main])} vs {_fmt(res['label_only_student'][main])}).")
+    baselines = {k: v[main] for k, v in res.items() if k in ("label_only_student", "pretrained_cosine")}
+    if baselines and "teacher" in res:
+        best_name = max(baselines, key=baselines.get)
+        margin = res["teacher"][main] - baselines[best_name]
+        verdict = "clearly beats" if margin >= CLEAR_MARGIN else "does NOT clearly beat"
+        checks.append(f"- {task}: teacher {verdict} the best embedding baseline ({NAMES[best_name]}) on {main}: "
+                      f"{_fmt(res['teacher'][main])} vs {_fmt(baselines[best_name])} (margin "
+                      f"{_fmt(margin, signed=True)}; 'clear' = at least {CLEAR_MARGIN} point).")
+    if "main_job_wall_seconds" in rec:
+        wall = rec["main_job_wall_seconds"]
+        checks.append(f"- {task}: the main job took {wall} s end to end "
+                      f"({'within' if wall < 600 else 'OVER'} the 10-minute target).")
+    return checks
+
+
+def _fidelity_text(rec: dict[str, Any]) -> list[str]:
+    """How close each student's dev scores are to the teacher's (none for records made before fidelity)."""
+    fidelity = rec.get("teacher_fidelity_dev")
+    if not fidelity:
+        return []
+    parts = []
+    for name, f in fidelity.items():
+        agree = f", same decision as the teacher on {_fmt(f['decision_agreement'])}% of pairs" \
+            if "decision_agreement" in f else ""
+        parts.append(f"{NAMES.get(name, name)}: Spearman {_fmt(f.get('spearman'))}, logit MSE "
+                     f"{f['logit_mse']:.2f}{agree}")
+    return ["", "Fidelity to the teacher on the dev pairs (student score vs teacher score): " + "; ".join(parts) + "."]
+
+
+def _provenance(rec: dict[str, Any]) -> list[str]:
+    """Which teacher, stage wall times and load, machine and versions, and the command of one run."""
+    times = _stage_times(rec)
+    env = rec["environment"]
+    load = rec.get("stage_load_average_after")
+    load_text = (" Load average (1/5/15 min) after each stage: "
+                 + ", ".join(f"{k} {'/'.join(f'{x:.1f}' for x in v)}" for k, v in load.items()) + "."
+                 if load else " (This record predates per-stage load averages.)")
+    return ["", _teacher_text(rec), "",
+            f"Stage wall times (s): {times}.{load_text} Wall times are wall-clock on a shared 2-core "
+            "machine; stages that overlapped other jobs (benchmarks, test runs) or were paused ran longer.", "",
+            f"Machine: {env['platform']}, {env['cpu_count']} CPUs, torch threads {env['torch_threads']}, "
+            f"GPU: {env['cuda'] or 'none'}; torch {env['torch']}, transformers {env['transformers']}, "
+            f"sentence-transformers {env['sentence_transformers']}, dsembed {env['dsembed']}. "
+            f"Finished {rec['finished_at']}.", "",
+            f"Command: `{env['command']}`", ""]
 
 
 def teacher_routes_section() -> list[str]:
@@ -236,12 +262,12 @@ def settings_summary(records: list[dict[str, Any]]) -> list[str]:
 
 def sweeps_section() -> list[str]:
     """Student settings tried (each a full-size DSE + label-only pair) by benchmarks/student_sweep.sh."""
-    paths = sorted((RESULTS / "sweeps").glob("*/record.json")) if (RESULTS / "sweeps").is_dir() else []
+    paths = sorted((RESULTS / "sweeps").glob(f"*/{RUN_RECORD}")) if (RESULTS / "sweeps").is_dir() else []
     if not paths:
         return []
     # each task's full-size run (default settings) is the reference row of its sweep
     swept = {p.parent.name.split("-", 1)[0] for p in paths}
-    fulls = [p for p in (RESULTS / "full").glob("*/record.json") if p.parent.name in swept]
+    fulls = [p for p in (RESULTS / "full").glob(f"*/{RUN_RECORD}") if p.parent.name in swept]
     # a sweep whose settings and seed are the defaults is the same run as the full-size one: listed once
     parsed = {p: json.loads(p.read_text()) for p in [*paths, *fulls]}
     default_runs = {_run_key(parsed[p]) for p in fulls}
@@ -275,7 +301,7 @@ def sweeps_section() -> list[str]:
                      f"{_fmt(auc_diff, signed=True)} |")
     runs = list(zip(paths, records, strict=True))
     # the summary also counts the full-size runs of tasks not swept yet, so no task is silently left out
-    records += [json.loads(p.read_text()) for p in sorted((RESULTS / "full").glob("*/record.json"))
+    records += [json.loads(p.read_text()) for p in sorted((RESULTS / "full").glob(f"*/{RUN_RECORD}"))
                 if p.parent.name not in swept]
     return [*lines, "", *settings_summary(records), *dev_curves(runs)]
 
@@ -331,17 +357,12 @@ def speed_section() -> list[str]:
     records = sorted((RESULTS / "speed").glob("*.json")) if (RESULTS / "speed").is_dir() else []
     if not records:
         return []
-    try:
-        from dsembed.bench import render_markdown
-    except ImportError:
-        render_markdown = None
+    from dsembed.bench import render_markdown  # the bench's own renderer (imports torch: only when needed)
+
     lines = ["## Speed: one query against N candidates", ""]
     for path in records:
         record = json.loads(path.read_text())
-        if render_markdown is not None:
-            lines += [render_markdown(record, path.relative_to(ROOT).as_posix()), ""]
-        else:
-            lines += [f"Record `{path.relative_to(ROOT)}` (renderer unavailable).", ""]
+        lines += [render_markdown(record, path.relative_to(ROOT).as_posix()), ""]
     return lines
 
 
@@ -353,7 +374,7 @@ def render() -> str:
     out += teacher_routes_section()
     for kind in SECTIONS:
         folder = RESULTS / kind
-        records = [json.loads(p.read_text()) for p in sorted(folder.glob("*/record.json"))] if folder.is_dir() else []
+        records = [json.loads(p.read_text()) for p in sorted(folder.glob(f"*/{RUN_RECORD}"))] if folder.is_dir() else []
         if records:
             out += pipeline_section(kind, records)
     out += sweeps_section()

@@ -378,7 +378,7 @@ def test_cli_build_search_add_allpairs(model, workdir: Path) -> None:  # noqa: A
 
 def test_bench_smoke(model, workdir: Path) -> None:  # noqa: ANN001
     from dsembed.bench import BenchConfig, evaluate_targets, format_summary, run_bench
-    from dsembed.bench.run import synthetic_rows
+    from dsembed.bench import synthetic_rows
     from dsembed.data import default_glue_dir
 
     try:
