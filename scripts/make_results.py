@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from dsembed.artifacts import RUN_PLOT, RUN_RECORD
+from dsembed.config import PipelineConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results"
@@ -54,7 +55,7 @@ def _teacher_text(rec: dict[str, Any]) -> str:
         return (f"Teacher: {what}, trained on {', '.join(devices)}{took}; its logits were carried here as "
                 f"bundles (`{info['path']}`).")
     recipe = info.get("recipe") or {}
-    base = recipe.get("base") or rec["config"].get("teacher_base")
+    base = recipe.get("base") or _settings(rec["config"]).teacher.base
     return f"Teacher: {base} cross-encoder ({info.get('source', '?')}), fine-tuned on this machine."
 
 
@@ -207,15 +208,21 @@ def _setting_name(path: Path) -> str:
     return path.parent.name.split("-", 1)[1]
 
 
+def _settings(cfg: dict[str, Any]) -> PipelineConfig:
+    """A record's run settings, whichever layout (flat or per stage) the record was written with."""
+    return PipelineConfig.from_record(cfg)
+
+
 def _student_setting(cfg: dict[str, Any]) -> str:
     """Every student setting a sweep varies, except the seed (seeds of one setting are averaged)."""
-    head_lr = cfg.get("head_learning_rate") or cfg.get("learning_rate")
-    return (f"lr {cfg.get('learning_rate'):g}, head lr {head_lr:g}, {cfg.get('student_epochs'):g} epochs, "
-            f"α {cfg.get('alpha'):g}")
+    student = _settings(cfg).student
+    head_lr = student.head_learning_rate or student.learning_rate
+    return (f"lr {student.learning_rate:g}, head lr {head_lr:g}, {student.epochs:g} epochs, "
+            f"α {student.alpha:g}")
 
 
 def _run_key(rec: dict[str, Any]) -> tuple[str, str, Any]:
-    return rec["task"], _student_setting(rec["config"]), rec["config"].get("seed")
+    return rec["task"], _student_setting(rec["config"]), _settings(rec["config"]).seed
 
 
 def _fidelity(rec: dict[str, Any]) -> str:
@@ -290,7 +297,7 @@ def sweeps_section() -> list[str]:
         records.append(rec)
         main, res = rec["main_metric"], rec["results"]
         cfg = rec["config"]
-        options = f"{_student_setting(cfg)}, seed {cfg.get('seed')}"
+        options = f"{_student_setting(cfg)}, seed {_settings(cfg).seed}"
         dse, lo = res["dse_student"][main], res.get("label_only_student", {}).get(main)
         diff = None if lo is None else dse - lo
         auc = [res.get(name, {}).get("roc_auc") for name in ("dse_student", "label_only_student")]
@@ -319,7 +326,7 @@ def dev_curves(runs: list[tuple[Path, dict[str, Any]]]) -> list[str]:
             values = [row.get(main) for row in curve]
             best = max(range(len(values)), key=lambda i: values[i] if values[i] is not None else float("-inf"))
             cells = [f"**{_fmt(v)}**" if i == best else _fmt(v) for i, v in enumerate(values)]
-            rows.append(f"| {rec['task']} | {_setting_name(path)} | {rec['config'].get('seed')} | "
+            rows.append(f"| {rec['task']} | {_setting_name(path)} | {_settings(rec['config']).seed} | "
                         f"{NAMES[name]} | {' · '.join(cells)} |")
     if not rows:
         return []
