@@ -14,6 +14,8 @@ from typing import Any
 
 import torch
 
+from .artifacts import TRAINER_STATE
+
 
 def _read_umask_without_setting() -> int | None:
     """The process umask from /proc (Linux >= 4.7), or None where that is not available."""
@@ -101,7 +103,7 @@ def folder_fingerprint(path: str | os.PathLike,
     files = sorted({p for pattern in patterns for p in root.rglob(pattern) if p.is_file()})
     for file in files:
         rel = file.relative_to(root).as_posix()
-        if rel.startswith(("checkpoint-", ".")) or "/checkpoint-" in rel or rel in {"trainer_state.json"}:
+        if rel.startswith(("checkpoint-", ".")) or "/checkpoint-" in rel or rel == TRAINER_STATE:
             continue
         digest.update(rel.encode() + b"\0")
         with open(file, "rb") as handle:
