@@ -12,7 +12,8 @@ RUN_CONFIG = "run_config.json"  # settings a resumable run was started with; a m
 CHECKPOINTS_DIR = "checkpoints"  # HF Trainer epoch checkpoints
 MODEL_DIR = "model"  # the finished, dev-selected model
 TRAINING_RECORD = "training.json"  # a student's training record (settings, dev metrics, curve, wall time)
-TRAINER_STATE = "trainer_state.json"  # written by the HF Trainer inside each checkpoint
+TRAINER_STATE = "trainer_state.json"  # written by the HF Trainer inside each checkpoint, last of its files
+TRAIN_TIME = "train_time.json"  # training wall time summed over every attempt (killed ones too)
 
 # --- a saved teacher (cross-encoder folder) ---------------------------------------------------------
 TEACHER_INFO = "dsembed_teacher.json"

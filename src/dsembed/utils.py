@@ -86,6 +86,27 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def recover_atomic_dir(path: str | os.PathLike) -> list[str]:
+    """Undo what a kill during :func:`atomic_dir` left beside ``path``; returns what was cleaned.
+
+    A kill between its two renames leaves the previous complete folder as ``.name.old`` and no
+    ``name``: that previous version is put back. Half-written ``.name.*.tmp`` folders are removed.
+    """
+    path = Path(path)
+    cleaned = []
+    old = path.with_name(f".{path.name}.old")
+    if old.is_dir():
+        if path.exists():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(old, path)
+        cleaned.append(str(old))
+    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+        shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
+        cleaned.append(str(tmp))
+    return cleaned
+
+
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
