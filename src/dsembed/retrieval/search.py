@@ -29,6 +29,7 @@ from .store import CandidateStore, open_store
 if TYPE_CHECKING:  # pragma: no cover
     from ..student.model import DSEModel
 
+
 @dataclass
 class Hit:
     """One ranked candidate."""
