@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import StoreError
+from .errors import ConfigError, StoreError
 
 if TYPE_CHECKING:  # pragma: no cover
     from fastapi import FastAPI
@@ -102,6 +102,8 @@ class BodyLimitMiddleware:
 def create_app(model: "DSEModel", store: "CandidateStore | str | Path | None" = None,
                limits: "ServeLimits | None" = None) -> "FastAPI":
     """The FastAPI app: ``GET /health``, ``POST /encode``, ``POST /score``, ``POST /search``."""
+    # One function on purpose: the request models and endpoints close over ``limits``, the opened store, its
+    # ANN indexes and the encoder lock; splitting them out would only pass that state around.
     from fastapi import FastAPI, HTTPException
     from pydantic import BaseModel, Field, field_validator
 
@@ -197,7 +199,7 @@ def create_app(model: "DSEModel", store: "CandidateStore | str | Path | None" = 
                                 "without 'prefilter' or build one (`dsembed index ann`)")
         try:
             resolve_label(model.task, req.label)
-        except ValueError as exc:
+        except ConfigError as exc:
             raise HTTPException(status_code=422, detail=str(exc)) from None
         texts = [req.query] if req.query is not None else list(req.queries or [])
         start = time.perf_counter()
@@ -220,13 +222,14 @@ def create_app(model: "DSEModel", store: "CandidateStore | str | Path | None" = 
     return app
 
 
-def serve(model_path: str | Path, store: str | Path | None = None, host: str = "127.0.0.1", port: int = 8000,
+def serve(model: "DSEModel | str | Path", store: str | Path | None = None, host: str = "127.0.0.1", port: int = 8000,
           limits: ServeLimits | None = None, log_level: str = "info") -> None:
-    """Load a student (and store) and serve it with uvicorn until interrupted."""
+    """Serve a student (a loaded one, or its folder) and optionally a store with uvicorn until interrupted."""
     import uvicorn
 
     from .student.model import DSEModel
 
-    model = DSEModel.load(model_path)
+    if not isinstance(model, DSEModel):
+        model = DSEModel.load(model)
     app = create_app(model, store, limits)
     uvicorn.run(app, host=host, port=port, log_level=log_level)

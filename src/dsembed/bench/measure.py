@@ -27,11 +27,14 @@ from ..retrieval import (
     HeadScorer,
     Hit,
     RankTimings,
+    append_rows,
     build_ann,
+    create_store,
     load_ann,
     model_fingerprint,
     open_store,
     rank,
+    write_manifest,
 )
 
 if TYPE_CHECKING:
@@ -127,25 +130,25 @@ def make_store(path: Path, model: Any, real: CandidateStore, n: int, seed: int, 
             return store, max(0, n - real.count), 0.0
         shutil.rmtree(path)
     start = time.perf_counter()
-    store = CandidateStore.create(path, model, copies=copies)
+    store = create_store(path, model, copies=copies)
     scorer = HeadScorer(model.head)
     n_real = min(n, real.count)
     bar = tqdm(total=n, desc=f"store N={n}", unit="row", disable=not show_progress_bar)
     for lo in range(0, n_real, STORE_CHUNK):
         hi = min(lo + STORE_CHUNK, n_real)
         recs = real.records(range(lo, hi))
-        store.append(np.asarray(real.embeddings(lo, hi)), [t for _, t in recs], [i for i, _ in recs], scorer)
+        append_rows(store, np.asarray(real.embeddings(lo, hi)), [t for _, t in recs], [i for i, _ in recs], scorer)
         bar.update(hi - lo)
     if n > n_real:
         base = np.asarray(real.embeddings(), dtype=np.float32)
         for lo in range(n_real, n, STORE_CHUNK):
             hi = min(lo + STORE_CHUNK, n)
             emb, texts, ids = synthetic_rows(base, lo, hi - lo, seed)
-            store.append(emb, texts, ids, scorer)
+            append_rows(store, emb, texts, ids, scorer)
             bar.update(hi - lo)
     bar.close()
     store.manifest["sources"] = [{"source": source, "sha256": "", "start": 0, "count": n}]
-    store._write_manifest()
+    write_manifest(store)
     return store, n - n_real, time.perf_counter() - start
 
 

@@ -8,50 +8,33 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from ..errors import DataFormatError, StoreError
+from ..errors import ConfigError
+from .common import App, ModelArg, ProgressOpt, load_student, setup
 
-ModelArg = Annotated[Path, typer.Argument(help="a dsembed student folder")]
 StoreArg = Annotated[Path, typer.Argument(help="a candidate store folder (see `dsembed index build`)")]
 ColumnOpt = Annotated[str | None, typer.Option(help="text column (.tsv/.csv) or key (.jsonl); default 'sentence'")]
 IdColumnOpt = Annotated[str | None, typer.Option(help="column/key holding candidate ids (default: row numbers)")]
-ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help="progress bars")]
-
-
-def _setup() -> None:
-    from .common import setup as base_setup
-
-    base_setup()
-
-
-def _fail(message: str) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(2)
-
 
 def _read_input(path: Path, column: str | None, id_column: str | None) -> tuple[list[str], list[str] | None]:
     from ..data import read_sentences
 
-    try:
-        texts = read_sentences(path, column=column)
-        ids = read_sentences(path, column=id_column) if id_column else None
-    except (DataFormatError, FileNotFoundError, ValueError) as exc:
-        _fail(str(exc))
+    texts = read_sentences(path, column=column)
+    ids = read_sentences(path, column=id_column) if id_column else None
     if ids is not None and len(ids) != len(texts):
-        _fail(f"{path}: {len(ids)} ids for {len(texts)} sentences")
+        raise ConfigError(f"{path}: {len(ids)} ids for {len(texts)} sentences")
     return texts, ids
 
 
-def _load_model(path: Path) -> Any:
-    from ..student.model import DSEModel
-
+def _ints(value: str, option: str) -> tuple[int, ...]:
+    """``"1000,10000"`` -> ``(1000, 10000)``, or a one-line error naming the option."""
     try:
-        return DSEModel.load(path)
-    except (FileNotFoundError, ValueError) as exc:
-        _fail(str(exc))
+        return tuple(int(x) for x in value.split(",") if x.strip())
+    except ValueError:
+        raise ConfigError(f"{option} takes comma-separated whole numbers, not {value!r}") from None
 
 
 def _copies(value: str) -> tuple[str, ...]:
@@ -62,250 +45,238 @@ def _kinds(value: str) -> tuple[str, ...]:
     return ("cosine", "head") if value == "both" else (value,)
 
 
-def register(app: typer.Typer) -> None:
+def index_build(
+    model: ModelArg,
+    input: Annotated[Path, typer.Argument(help="candidates: .txt (one per line) or .tsv/.csv/.jsonl column")],
+    store: Annotated[Path, typer.Argument(help="output store folder")],
+    column: ColumnOpt = None,
+    id_column: IdColumnOpt = None,
+    copies: Annotated[str, typer.Option(help="low-precision copies: bfloat16,float16,int8 or none")] = "bfloat16",
+    ann: Annotated[str, typer.Option(help="FAISS index: auto, none, or a factory string (IVF1024,SQ8)")] = "auto",
+    ann_kind: Annotated[str, typer.Option(help="prefilter index: head (head surrogate), cosine or both")]
+    = "head",
+    chunk_size: Annotated[int, typer.Option(help="sentences encoded and committed per chunk")] = 1024,
+    batch_size: int = 32,
+    progress: ProgressOpt = True,
+) -> None:
+    """Encode a candidate file into a store (resumes an interrupted build of the same input)."""
+    setup()
+    from ..retrieval import build_store
+
+    texts, ids = _read_input(input, column, id_column)
+    student = load_student(model)
+    st = build_store(student, texts, store, ids=ids, source=str(input), copies=_copies(copies),
+                     chunk_size=chunk_size, batch_size=batch_size, show_progress_bar=progress, ann=ann,
+                     ann_kinds=_kinds(ann_kind))
+    typer.echo(f"{st.count} candidates in {store}" + (f" (+ANN {ann})" if ann != "none" else ""))
+
+
+def index_add(
+    model: ModelArg,
+    input: Annotated[Path, typer.Argument(help="more candidates (same formats as build)")],
+    store: StoreArg,
+    column: ColumnOpt = None,
+    id_column: IdColumnOpt = None,
+    chunk_size: int = 1024,
+    batch_size: int = 32,
+    discard_pending: Annotated[bool, typer.Option(help="roll back an unfinished add of another file first")]
+    = False,
+    allow_duplicate: Annotated[bool, typer.Option(help="add a file that was already added")] = False,
+    progress: ProgressOpt = True,
+) -> None:
+    """Append candidates to an existing store (existing rows are not re-encoded; the ANN index is extended)."""
+    setup()
+    from ..retrieval import discard_pending as discard
+    from ..retrieval import ingest, open_store
+
+    texts, ids = _read_input(input, column, id_column)
+    student = load_student(model)
+    st = open_store(store, student)
+    if discard_pending:
+        dropped = discard(st)
+        if dropped:
+            typer.echo(f"rolled back {dropped} rows of an unfinished add")
+    before = st.count
+    ingest(student, st, texts, ids, source=str(input), chunk_size=chunk_size, batch_size=batch_size,
+           show_progress_bar=progress, allow_duplicate_source=allow_duplicate)
+    typer.echo(f"added {st.count - before} candidates; {store} now holds {st.count}")
+
+
+def index_ann(
+    store: StoreArg,
+    factory: Annotated[str, typer.Option(help="auto, Flat, IVF<nlist>,SQ8, IVF<nlist>,Flat, HNSW32 ...")] = "auto",
+    kind: Annotated[str, typer.Option(help="cosine, head (head surrogate; needs --model) or both")] = "cosine",
+    model: Annotated[Path | None, typer.Option(help="the store's student (for --kind head)")] = None,
+    nprobe: Annotated[int | None, typer.Option(help="default IVF lists probed per query")] = None,
+    label: Annotated[str | None, typer.Option(help="multiclass: class the head index ranks by")] = None,
+    progress: ProgressOpt = True,
+) -> None:
+    """(Re)build a FAISS prefilter index of a store."""
+    setup()
+    from ..retrieval import build_ann, open_store
+
+    student = load_student(model) if model is not None else None
+    metas = []
+    st = open_store(store, student)
+    for k in _kinds(kind):
+        metas.append(build_ann(st, factory, kind=k, model=student, nprobe=nprobe, label=label,
+                               show_progress_bar=progress).meta)
+    typer.echo(json.dumps(metas, indent=2))
+
+
+def index_info(store: StoreArg) -> None:
+    """Print a store's manifest, file sizes and ANN state as JSON."""
+    from ..retrieval import open_store
+
+    typer.echo(json.dumps(open_store(store).info(), indent=2, default=str))
+
+
+def search(
+    model: ModelArg,
+    store: StoreArg,
+    query: Annotated[list[str] | None, typer.Argument(help="query sentence(s)")] = None,
+    queries: Annotated[Path | None, typer.Option(help="file of queries (.txt/.tsv/.jsonl)")] = None,
+    column: ColumnOpt = None,
+    top_k: Annotated[int, typer.Option("--top-k", "-k")] = 10,
+    prefilter: Annotated[int | None, typer.Option(help="ANN: re-rank only the index's top-M (faster)")]
+    = None,
+    prefilter_kind: Annotated[str, typer.Option(help="which ANN index: auto (head if built), head, cosine")]
+    = "auto",
+    nprobe: Annotated[int | None, typer.Option(help="IVF lists probed (ANN speed/recall)")] = None,
+    precision: Annotated[str, typer.Option(help="fp32 (exact scan) or bf16 (bf16 screen + fp32 rescoring)")]
+    = "fp32",
+    label: Annotated[str | None, typer.Option(help="multiclass: class to rank by (name or index)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """Rank every candidate of a store against the query with the student's head."""
+    setup()
+    import time
+
+    from ..retrieval import rank
+
+    texts = list(query or [])
+    if queries is not None:
+        texts += _read_input(queries, column, None)[0]
+    if not texts:
+        raise ConfigError("give a query sentence or --queries FILE")
+    student = load_student(model)
+    start = time.perf_counter()
+    results = rank(student, texts, store, top_k, prefilter=prefilter, prefilter_kind=prefilter_kind,
+                   nprobe=nprobe, precision=precision, label=label)
+    elapsed = time.perf_counter() - start
+    if as_json:
+        out = {"seconds": elapsed, "results": [{"query": q, "hits": [h.to_dict() for h in hits]}
+                                                for q, hits in zip(texts, results, strict=True)]}
+        typer.echo(json.dumps(out, ensure_ascii=False, indent=2))
+        return
+    for q, hits in zip(texts, results, strict=True):
+        typer.echo(f"# {q}")
+        for i, h in enumerate(hits, 1):
+            typer.echo(f"{i:>3}  {h.score:.6f}  {h.id}\t{h.text}")
+    typer.secho(f"{len(texts)} quer{'y' if len(texts) == 1 else 'ies'} in {elapsed:.3f} s", err=True)
+
+
+def allpairs(
+    model: ModelArg,
+    input: Annotated[Path, typer.Argument(help="sentences (.txt/.tsv/.jsonl)")],
+    threshold: Annotated[float, typer.Option(help="emit pairs whose score is at least this")],
+    column: ColumnOpt = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help=".tsv or .jsonl (default stdout TSV)")]
+    = None,
+    symmetrize: Annotated[str, typer.Option(help="combine s(i,j), s(j,i): mean, max, min, or none")] = "mean",
+    tile: Annotated[int, typer.Option(help="block size (memory ~ tile^2)")] = 512,
+    label: Annotated[str | None, typer.Option(help="multiclass: class to score (name or index)")] = None,
+    precision: str = "fp32",
+    progress: ProgressOpt = True,
+) -> None:
+    """Head scores of all pairs within a set (dedup/clustering): print the pairs over a threshold."""
+    setup()
+    from ..retrieval import iter_all_pairs
+
+    texts, _ = _read_input(input, column, None)
+    student = load_student(model)
+    handle = open(output, "w", encoding="utf-8") if output else sys.stdout  # noqa: SIM115
+    as_jsonl = output is not None and output.suffix == ".jsonl"
+    count = 0
+    try:
+        for block in iter_all_pairs(student, texts, threshold=threshold, symmetrize=symmetrize, tile=tile,
+                                    label=label, precision=precision, show_progress_bar=progress):
+            for i, j, s in zip(block.i.tolist(), block.j.tolist(), block.score.tolist(), strict=True):
+                if as_jsonl:
+                    handle.write(json.dumps({"i": i, "j": j, "score": s, "a": texts[i], "b": texts[j]},
+                                            ensure_ascii=False) + "\n")
+                else:
+                    handle.write(f"{i}\t{j}\t{s:.6f}\t{texts[i]}\t{texts[j]}\n")
+                count += 1
+    finally:
+        if output:
+            handle.close()
+    typer.secho(f"{count} pairs >= {threshold} among {len(texts)} sentences", err=True)
+
+
+def serve(
+    model: ModelArg,
+    store: Annotated[Path | None, typer.Option(help="candidate store for /search")] = None,
+    host: Annotated[str, typer.Option(help="bind address (keep 127.0.0.1 unless you mean to expose it)")]
+    = "127.0.0.1",
+    port: int = 8000,
+    max_body_bytes: int = 1_000_000,
+    max_sentences: int = 256,
+    max_pairs: int = 1024,
+    max_top_k: int = 1000,
+    log_level: str = "info",
+) -> None:
+    """Serve encode / score / search over HTTP (FastAPI + uvicorn)."""
+    setup()
+    from ..serve import ServeLimits
+    from ..serve import serve as run_server
+
+    limits = ServeLimits(max_body_bytes=max_body_bytes, max_sentences=max_sentences, max_pairs=max_pairs,
+                         max_top_k=max_top_k)
+    run_server(load_student(model), store, host=host, port=port, limits=limits, log_level=log_level)
+
+
+def bench(
+    model: Annotated[str | None, typer.Option(help="student folder (default: untrained head on MiniLM)")] = None,
+    teacher: Annotated[str | None, typer.Option(help="cross-encoder (default: untrained head on MiniLM)")]
+    = None,
+    sizes: Annotated[str, typer.Option(help="candidate counts, comma separated")] = "1000,10000,100000,1000000",
+    real: Annotated[int, typer.Option(help="real GLUE sentences encoded; larger stores are extended synthetically")]
+    = 12000,
+    queries: Annotated[int, typer.Option(help="timed queries per size (medians)")] = 5,
+    teacher_max: Annotated[int, typer.Option(help="largest N the cross-encoder actually runs")] = 10000,
+    prefilters: Annotated[str, typer.Option(help="ANN prefilter sizes M")] = "100,200,500,1000,2000",
+    output: Annotated[Path, typer.Option("--output", "-o")] = Path("results/speed"),
+    work_dir: Annotated[Path | None, typer.Option(help="where the large stores go (default: cache dir)")]
+    = None,
+    keep_stores: bool = False,
+    encode_sentences: Annotated[int, typer.Option(help="sentences for the throughput comparison")] = 2000,
+    threads: Annotated[int, typer.Option(help="torch/faiss threads for every method (0: library default)")] = 0,
+    note: Annotated[str, typer.Option(help="free text stored in the record")] = "",
+    progress: ProgressOpt = True,
+) -> None:
+    """Speed benchmark: teacher vs student exact head vs ANN + re-rank vs plain ST cosine, over N."""
+    setup()
+    from ..bench import BenchConfig, format_summary, run_bench
+
+    cfg = BenchConfig(model=model, teacher=teacher, sizes=_ints(sizes, "--sizes"),
+                      real_sentences=real, queries=queries, teacher_max=teacher_max,
+                      prefilters=_ints(prefilters, "--prefilters"), output=str(output),
+                      work_dir=str(work_dir) if work_dir else None, keep_stores=keep_stores,
+                      encode_sentences=encode_sentences, threads=threads, note=note, show_progress_bar=progress)
+    record = run_bench(cfg)
+    typer.echo(format_summary(record))
+
+
+def register(app: App) -> None:
     """Add the retrieval commands to ``app``."""
-    index_app = typer.Typer(no_args_is_help=True, help="Candidate stores: build, add to, ANN index, inspect.")
+    index_app = App(help="Candidate stores: build, add to, ANN index, inspect.")
     app.add_typer(index_app, name="index")
-
-    @index_app.command("build")
-    def index_build(
-        model: ModelArg,
-        input: Annotated[Path, typer.Argument(help="candidates: .txt (one per line) or .tsv/.csv/.jsonl column")],
-        store: Annotated[Path, typer.Argument(help="output store folder")],
-        column: ColumnOpt = None,
-        id_column: IdColumnOpt = None,
-        copies: Annotated[str, typer.Option(help="low-precision copies: bfloat16,float16,int8 or none")] = "bfloat16",
-        ann: Annotated[str, typer.Option(help="FAISS index: auto, none, or a factory string (IVF1024,SQ8)")] = "auto",
-        ann_kind: Annotated[str, typer.Option(help="prefilter index: head (head surrogate), cosine or both")]
-        = "head",
-        chunk_size: Annotated[int, typer.Option(help="sentences encoded and committed per chunk")] = 1024,
-        batch_size: int = 32,
-        progress: ProgressOpt = True,
-    ) -> None:
-        """Encode a candidate file into a store (resumes an interrupted build of the same input)."""
-        _setup()
-        from ..retrieval import build_store
-
-        texts, ids = _read_input(input, column, id_column)
-        student = _load_model(model)
-        try:
-            st = build_store(student, texts, store, ids=ids, source=str(input), copies=_copies(copies),
-                             chunk_size=chunk_size, batch_size=batch_size, show_progress_bar=progress, ann=ann,
-                             ann_kinds=_kinds(ann_kind))
-        except (StoreError, ValueError) as exc:
-            _fail(str(exc))
-        typer.echo(f"{st.count} candidates in {store}" + (f" (+ANN {ann})" if ann != "none" else ""))
-
-    @index_app.command("add")
-    def index_add(
-        model: ModelArg,
-        input: Annotated[Path, typer.Argument(help="more candidates (same formats as build)")],
-        store: StoreArg,
-        column: ColumnOpt = None,
-        id_column: IdColumnOpt = None,
-        chunk_size: int = 1024,
-        batch_size: int = 32,
-        discard_pending: Annotated[bool, typer.Option(help="roll back an unfinished add of another file first")]
-        = False,
-        allow_duplicate: Annotated[bool, typer.Option(help="add a file that was already added")] = False,
-        progress: ProgressOpt = True,
-    ) -> None:
-        """Append candidates to an existing store (existing rows are not re-encoded; the ANN index is extended)."""
-        _setup()
-        from ..retrieval import discard_pending as discard
-        from ..retrieval import ingest, open_store
-
-        texts, ids = _read_input(input, column, id_column)
-        student = _load_model(model)
-        try:
-            st = open_store(store, student)
-            if discard_pending:
-                dropped = discard(st)
-                if dropped:
-                    typer.echo(f"rolled back {dropped} rows of an unfinished add")
-            before = st.count
-            ingest(student, st, texts, ids, source=str(input), chunk_size=chunk_size, batch_size=batch_size,
-                   show_progress_bar=progress, allow_duplicate_source=allow_duplicate)
-        except (StoreError, ValueError) as exc:
-            _fail(str(exc))
-        typer.echo(f"added {st.count - before} candidates; {store} now holds {st.count}")
-
-    @index_app.command("ann")
-    def index_ann(
-        store: StoreArg,
-        factory: Annotated[str, typer.Option(help="auto, Flat, IVF<nlist>,SQ8, IVF<nlist>,Flat, HNSW32 ...")] = "auto",
-        kind: Annotated[str, typer.Option(help="cosine, head (head surrogate; needs --model) or both")] = "cosine",
-        model: Annotated[Path | None, typer.Option(help="the store's student (for --kind head)")] = None,
-        nprobe: Annotated[int | None, typer.Option(help="default IVF lists probed per query")] = None,
-        label: Annotated[str | None, typer.Option(help="multiclass: class the head index ranks by")] = None,
-        progress: ProgressOpt = True,
-    ) -> None:
-        """(Re)build a FAISS prefilter index of a store."""
-        _setup()
-        from ..retrieval import build_ann, open_store
-
-        student = _load_model(model) if model is not None else None
-        metas = []
-        try:
-            st = open_store(store, student)
-            for k in _kinds(kind):
-                metas.append(build_ann(st, factory, kind=k, model=student, nprobe=nprobe, label=label,
-                                       show_progress_bar=progress).meta)
-        except (StoreError, ValueError, RuntimeError) as exc:
-            _fail(str(exc))
-        typer.echo(json.dumps(metas, indent=2))
-
-    @index_app.command("info")
-    def index_info(store: StoreArg) -> None:
-        """Print a store's manifest, file sizes and ANN state as JSON."""
-        from ..retrieval import open_store
-
-        try:
-            typer.echo(json.dumps(open_store(store).info(), indent=2, default=str))
-        except StoreError as exc:
-            _fail(str(exc))
-
-    @app.command()
-    def search(
-        model: ModelArg,
-        store: StoreArg,
-        query: Annotated[list[str] | None, typer.Argument(help="query sentence(s)")] = None,
-        queries: Annotated[Path | None, typer.Option(help="file of queries (.txt/.tsv/.jsonl)")] = None,
-        column: ColumnOpt = None,
-        top_k: Annotated[int, typer.Option("--top-k", "-k")] = 10,
-        prefilter: Annotated[int | None, typer.Option(help="ANN: re-rank only the index's top-M (faster)")]
-        = None,
-        prefilter_kind: Annotated[str, typer.Option(help="which ANN index: auto (head if built), head, cosine")]
-        = "auto",
-        nprobe: Annotated[int | None, typer.Option(help="IVF lists probed (ANN speed/recall)")] = None,
-        precision: Annotated[str, typer.Option(help="fp32 (exact scan) or bf16 (bf16 screen + fp32 rescoring)")]
-        = "fp32",
-        label: Annotated[str | None, typer.Option(help="multiclass: class to rank by (name or index)")] = None,
-        as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
-    ) -> None:
-        """Rank every candidate of a store against the query with the student's head."""
-        _setup()
-        import time
-
-        from ..retrieval import rank
-
-        texts = list(query or [])
-        if queries is not None:
-            texts += _read_input(queries, column, None)[0]
-        if not texts:
-            _fail("give a query sentence or --queries FILE")
-        student = _load_model(model)
-        start = time.perf_counter()
-        try:
-            results = rank(student, texts, store, top_k, prefilter=prefilter, prefilter_kind=prefilter_kind,
-                           nprobe=nprobe, precision=precision, label=label)
-        except (StoreError, ValueError) as exc:
-            _fail(str(exc))
-        elapsed = time.perf_counter() - start
-        if as_json:
-            out = {"seconds": elapsed, "results": [{"query": q, "hits": [h.to_dict() for h in hits]}
-                                                    for q, hits in zip(texts, results, strict=True)]}
-            typer.echo(json.dumps(out, ensure_ascii=False, indent=2))
-            return
-        for q, hits in zip(texts, results, strict=True):
-            typer.echo(f"# {q}")
-            for i, h in enumerate(hits, 1):
-                typer.echo(f"{i:>3}  {h.score:.6f}  {h.id}\t{h.text}")
-        typer.secho(f"{len(texts)} quer{'y' if len(texts) == 1 else 'ies'} in {elapsed:.3f} s", err=True)
-
-    @app.command()
-    def allpairs(
-        model: ModelArg,
-        input: Annotated[Path, typer.Argument(help="sentences (.txt/.tsv/.jsonl)")],
-        threshold: Annotated[float, typer.Option(help="emit pairs whose score is at least this")],
-        column: ColumnOpt = None,
-        output: Annotated[Path | None, typer.Option("--output", "-o", help=".tsv or .jsonl (default stdout TSV)")]
-        = None,
-        symmetrize: Annotated[str, typer.Option(help="combine s(i,j), s(j,i): mean, max, min, or none")] = "mean",
-        tile: Annotated[int, typer.Option(help="block size (memory ~ tile^2)")] = 512,
-        label: Annotated[str | None, typer.Option(help="multiclass: class to score (name or index)")] = None,
-        precision: str = "fp32",
-        progress: ProgressOpt = True,
-    ) -> None:
-        """Head scores of all pairs within a set (dedup/clustering): print the pairs over a threshold."""
-        _setup()
-        from ..retrieval import iter_all_pairs
-
-        texts, _ = _read_input(input, column, None)
-        student = _load_model(model)
-        handle = open(output, "w", encoding="utf-8") if output else sys.stdout  # noqa: SIM115
-        as_jsonl = output is not None and output.suffix == ".jsonl"
-        count = 0
-        try:
-            for block in iter_all_pairs(student, texts, threshold=threshold, symmetrize=symmetrize, tile=tile,
-                                        label=label, precision=precision, show_progress_bar=progress):
-                for i, j, s in zip(block.i.tolist(), block.j.tolist(), block.score.tolist(), strict=True):
-                    if as_jsonl:
-                        handle.write(json.dumps({"i": i, "j": j, "score": s, "a": texts[i], "b": texts[j]},
-                                                ensure_ascii=False) + "\n")
-                    else:
-                        handle.write(f"{i}\t{j}\t{s:.6f}\t{texts[i]}\t{texts[j]}\n")
-                    count += 1
-        except ValueError as exc:
-            _fail(str(exc))
-        finally:
-            if output:
-                handle.close()
-        typer.secho(f"{count} pairs >= {threshold} among {len(texts)} sentences", err=True)
-
-    @app.command()
-    def serve(
-        model: ModelArg,
-        store: Annotated[Path | None, typer.Option(help="candidate store for /search")] = None,
-        host: Annotated[str, typer.Option(help="bind address (keep 127.0.0.1 unless you mean to expose it)")]
-        = "127.0.0.1",
-        port: int = 8000,
-        max_body_bytes: int = 1_000_000,
-        max_sentences: int = 256,
-        max_pairs: int = 1024,
-        max_top_k: int = 1000,
-        log_level: str = "info",
-    ) -> None:
-        """Serve encode / score / search over HTTP (FastAPI + uvicorn)."""
-        _setup()
-        from ..serve import ServeLimits
-        from ..serve import serve as run_server
-
-        limits = ServeLimits(max_body_bytes=max_body_bytes, max_sentences=max_sentences, max_pairs=max_pairs,
-                             max_top_k=max_top_k)
-        try:
-            run_server(model, store, host=host, port=port, limits=limits, log_level=log_level)
-        except (StoreError, FileNotFoundError) as exc:
-            _fail(str(exc))
-
-    @app.command()
-    def bench(
-        model: Annotated[str | None, typer.Option(help="student folder (default: untrained head on MiniLM)")] = None,
-        teacher: Annotated[str | None, typer.Option(help="cross-encoder (default: untrained head on MiniLM)")]
-        = None,
-        sizes: Annotated[str, typer.Option(help="candidate counts, comma separated")] = "1000,10000,100000,1000000",
-        real: Annotated[int, typer.Option(help="real GLUE sentences encoded; larger stores are extended synthetically")]
-        = 12000,
-        queries: Annotated[int, typer.Option(help="timed queries per size (medians)")] = 5,
-        teacher_max: Annotated[int, typer.Option(help="largest N the cross-encoder actually runs")] = 10000,
-        prefilters: Annotated[str, typer.Option(help="ANN prefilter sizes M")] = "100,200,500,1000,2000",
-        output: Annotated[Path, typer.Option("--output", "-o")] = Path("results/speed"),
-        work_dir: Annotated[Path | None, typer.Option(help="where the large stores go (default: cache dir)")]
-        = None,
-        keep_stores: bool = False,
-        encode_sentences: Annotated[int, typer.Option(help="sentences for the throughput comparison")] = 2000,
-        threads: Annotated[int, typer.Option(help="torch/faiss threads for every method (0: library default)")] = 0,
-        note: Annotated[str, typer.Option(help="free text stored in the record")] = "",
-        progress: ProgressOpt = True,
-    ) -> None:
-        """Speed benchmark: teacher vs student exact head vs ANN + re-rank vs plain ST cosine, over N."""
-        _setup()
-        from ..bench import BenchConfig, format_summary, run_bench
-
-        cfg = BenchConfig(model=model, teacher=teacher, sizes=tuple(int(x) for x in sizes.split(",")),
-                          real_sentences=real, queries=queries, teacher_max=teacher_max,
-                          prefilters=tuple(int(x) for x in prefilters.split(",")), output=str(output),
-                          work_dir=str(work_dir) if work_dir else None, keep_stores=keep_stores,
-                          encode_sentences=encode_sentences, threads=threads, note=note, show_progress_bar=progress)
-        record = run_bench(cfg)
-        typer.echo(format_summary(record))
+    index_app.command("build")(index_build)
+    index_app.command("add")(index_add)
+    index_app.command("ann")(index_ann)
+    index_app.command("info")(index_info)
+    app.command("search")(search)
+    app.command("allpairs")(allpairs)
+    app.command("serve")(serve)
+    app.command("bench")(bench)

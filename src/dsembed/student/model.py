@@ -224,12 +224,6 @@ class DSEModel(nn.Module):
         logits = self.head_logits(emb[ia], emb[ib])
         return self.scores_from_logits(logits) if apply_activation else logits
 
-    def rank(self, query: Any, store: Any, top_k: int = 10, **kwargs: Any) -> Any:
-        """Rank a candidate store against a query with the head (see :func:`dsembed.retrieval.rank`)."""
-        from ..retrieval import rank
-
-        return rank(self, query, store, top_k, **kwargs)
-
 
 def _check_folder_code(path: Path, trust_remote_code: bool) -> bool:
     """Refuse folders that would make us run code other than dsembed's own pooling module.

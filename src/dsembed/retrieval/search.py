@@ -1,0 +1,275 @@
+"""Exact head ranking of a store against queries: blockwise scan, rescoring, and :func:`rank` on top.
+
+``rank`` scores every candidate in fp32 by default (exact); ``precision="bf16"`` screens with bfloat16 GEMMs
+and rescores a shortlist exactly; ``prefilter=M`` asks a FAISS index (:mod:`.ann`) for M candidates and
+re-ranks those with the exact head. :func:`ann_recall` measures what a prefilter loses against the exact scan.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from ..errors import ConfigError, StoreError
+from ..student.head import PRECISIONS, HeadScorer
+from .ann import AnnIndex, has_ann, load_ann
+from .scoring import key_to_score, ranking_key, resolve_label, scorer_for
+from .store import CandidateStore, open_store
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..student.model import DSEModel
+
+
+@dataclass
+class Hit:
+    """One ranked candidate."""
+
+    row: int
+    id: str
+    text: str
+    score: float
+    logits: list[float]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "text": self.text, "score": self.score, "logits": self.logits, "row": self.row}
+
+
+@dataclass
+class RankTimings:
+    """Where the time of one :func:`rank` call went (seconds)."""
+
+    encode: float = 0.0
+    scan: float = 0.0
+    prefilter: float = 0.0
+    rescore: float = 0.0
+    fetch: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _as_queries(model: DSEModel, query: str | Sequence[str] | np.ndarray, batch_size: int) -> tuple[np.ndarray, bool]:
+    if isinstance(query, str):
+        return np.asarray(model.encode([query], batch_size=batch_size, show_progress_bar=False),
+                          dtype=np.float32), True
+    if isinstance(query, np.ndarray | Tensor):
+        arr = np.asarray(query, dtype=np.float32)
+        return (arr[None, :], True) if arr.ndim == 1 else (arr, False)
+    texts = list(query)
+    if not texts:
+        raise ConfigError("no queries given")
+    return np.asarray(model.encode(texts, batch_size=batch_size, show_progress_bar=False), dtype=np.float32), False
+
+
+def _merge_topk(best_key: Tensor, best_idx: Tensor, key: Tensor, offset: int, k: int) -> tuple[Tensor, Tensor]:
+    idx = torch.arange(offset, offset + key.shape[1]).expand(key.shape[0], -1)
+    all_key = torch.cat([best_key, key], dim=1)
+    all_idx = torch.cat([best_idx, idx], dim=1)
+    top = torch.topk(all_key, min(k, all_key.shape[1]), dim=1)
+    return top.values, torch.gather(all_idx, 1, top.indices)
+
+
+def scan_topk(scorer: HeadScorer, store: CandidateStore, u: np.ndarray, k: int, *, kind: str, label: int = 0,
+              precision: str = "fp32", block_rows: int = 4096, copy: str | None = None,
+              show_progress_bar: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Top-``k`` rows by head score for each query over the whole store, blockwise (bounded memory)."""
+    ut = torch.from_numpy(np.ascontiguousarray(u, dtype=np.float32))
+    queries = ut.shape[0]
+    best_key = torch.full((queries, 0), -math.inf)
+    best_idx = torch.zeros((queries, 0), dtype=torch.long)
+    n = store.count
+    if precision == "bf16" and copy is None:
+        copy = next((c for c in ("bfloat16", "float16", "int8") if c in store.copies), None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        for lo in tqdm(range(0, n, block_rows), desc="scan", unit="block", disable=not show_progress_bar):
+            hi = min(lo + block_rows, n)
+            if precision == "bf16":
+                proj = store.cand_proj_bf16(lo, hi)
+                v = store.copy_block(copy, lo, hi) if copy is not None else \
+                    torch.from_numpy(store.embeddings(lo, hi)).to(torch.bfloat16)
+            else:
+                proj = torch.from_numpy(store.cand_proj(lo, hi))
+                v = torch.from_numpy(store.embeddings(lo, hi))
+            logits = scorer.block_logits(ut, v, proj, precision)
+            best_key, best_idx = _merge_topk(best_key, best_idx, ranking_key(logits, kind, label), lo, k)
+    return best_key.numpy(), best_idx.numpy()
+
+
+def rescore(scorer: HeadScorer, store: CandidateStore, u: np.ndarray, rows: np.ndarray, k: int, *, kind: str,
+            label: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Exact fp32 head scores of candidate ``rows [Q, M]`` (-1 = none) for each query; keep the top ``k``.
+
+    Returns (keys, rows, logits) each ``[Q, k']`` sorted by score, ``k' = min(k, M)``; missing rows get -inf.
+    """
+    queries, m = rows.shape
+    kk = min(k, m)
+    keys = np.full((queries, kk), -np.inf, dtype=np.float32)
+    out_rows = np.full((queries, kk), -1, dtype=np.int64)
+    out_logits = np.zeros((queries, kk, scorer.outputs), dtype=np.float32)
+    for q in range(queries):
+        valid = rows[q][rows[q] >= 0]
+        valid = np.unique(valid)
+        if not len(valid):
+            continue
+        emb, proj = store.rows(valid)
+        logits = scorer.block_logits(torch.from_numpy(u[q:q + 1]), torch.from_numpy(emb), torch.from_numpy(proj))[0]
+        key = ranking_key(logits, kind, label)
+        top = torch.topk(key, min(kk, len(valid)))
+        n_top = len(top.indices)
+        keys[q, :n_top] = top.values.numpy()
+        out_rows[q, :n_top] = valid[top.indices.numpy()]
+        out_logits[q, :n_top] = logits[top.indices].numpy()
+    return keys, out_rows, out_logits
+
+
+def screen_rows(scorer: HeadScorer, store: CandidateStore, u: np.ndarray, rows: np.ndarray, k: int, *, kind: str,
+                label: int = 0) -> np.ndarray:
+    """The ``k`` best of candidate ``rows [Q, M]`` by a bf16 head pass (for a cheaper exact rescoring after)."""
+    out = np.full((len(u), k), -1, dtype=np.int64)
+    for q in range(len(u)):
+        valid = np.unique(rows[q][rows[q] >= 0])
+        if not len(valid):
+            continue
+        emb, proj = store.rows(valid)
+        logits = scorer.block_logits(torch.from_numpy(u[q:q + 1]), torch.from_numpy(emb), torch.from_numpy(proj),
+                                     "bf16")[0]
+        top = torch.topk(ranking_key(logits, kind, label), min(k, len(valid))).indices.numpy()
+        out[q, :len(top)] = valid[top]
+    return out
+
+
+def _check_options(top_k: int, precision: str, block_rows: int, batch_size: int) -> None:
+    if top_k < 1:
+        raise ConfigError(f"top_k must be >= 1, got {top_k}")
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if block_rows < 1 or batch_size < 1:
+        raise ConfigError(f"block_rows and batch_size must be >= 1, got {block_rows} and {batch_size}")
+
+
+def _winner_logits(scorer: HeadScorer, store: CandidateStore, u: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """fp32 logits of each query's winning rows (cheap: k rows per query)."""
+    logits = np.zeros((*rows.shape, scorer.outputs), dtype=np.float32)
+    for q in range(len(u)):
+        emb, proj = store.rows(rows[q])
+        logits[q] = scorer.block_logits(torch.from_numpy(u[q:q + 1]), torch.from_numpy(emb),
+                                        torch.from_numpy(proj))[0].numpy()
+    return logits
+
+
+def _ranked(scorer: HeadScorer, store: CandidateStore, u: np.ndarray, top_k: int, *, kind: str, label: int,
+            prefilter: int | None, prefilter_kind: str, nprobe: int | None, precision: str,
+            shortlist: int | None, block_rows: int, ann: AnnIndex | None,
+            timings: RankTimings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(keys, rows, logits) of each query's top ``k`` by the route :func:`rank` describes; records timings."""
+    t1 = time.perf_counter()
+    short = shortlist or max(4 * top_k, 64)
+    if prefilter is not None:
+        if ann is None and prefilter_kind == "auto":
+            prefilter_kind = "head" if has_ann(store, "head") else "cosine"
+        index = ann or load_ann(store, prefilter_kind)
+        cand = index.search(u, prefilter, nprobe=nprobe)
+        t2 = time.perf_counter()
+        timings.prefilter += t2 - t1
+        if precision == "bf16" and prefilter > short:
+            cand = screen_rows(scorer, store, u, cand, short, kind=kind, label=label)
+        keys, rows, logits = rescore(scorer, store, u, cand, top_k, kind=kind, label=label)
+    elif precision == "bf16":
+        _, cand = scan_topk(scorer, store, u, short, kind=kind, label=label, precision="bf16", block_rows=block_rows)
+        t2 = time.perf_counter()
+        timings.scan += t2 - t1
+        keys, rows, logits = rescore(scorer, store, u, cand, top_k, kind=kind, label=label)
+    else:
+        keys, rows = scan_topk(scorer, store, u, top_k, kind=kind, label=label, precision="fp32",
+                               block_rows=block_rows)
+        t2 = time.perf_counter()
+        timings.scan += t2 - t1
+        logits = _winner_logits(scorer, store, u, rows)
+    timings.rescore += time.perf_counter() - t2
+    return keys, rows, logits
+
+
+def _hits(store: CandidateStore, keys: np.ndarray, rows: np.ndarray, logits: np.ndarray, kind: str) -> list[list[Hit]]:
+    results = []
+    for q in range(len(rows)):
+        ok = rows[q] >= 0
+        recs = store.records(rows[q][ok])
+        scores = key_to_score(keys[q][ok].astype(np.float64), kind)
+        results.append([Hit(int(r), rid, text, float(s), [float(x) for x in lg]) for r, (rid, text), s, lg in
+                        zip(rows[q][ok], recs, scores, logits[q][ok], strict=True)])
+    return results
+
+
+def rank(model: DSEModel, query: str | Sequence[str] | np.ndarray, store: CandidateStore | str | os.PathLike[str],
+         top_k: int = 10, *, prefilter: int | None = None, prefilter_kind: str = "auto",
+         nprobe: int | None = None, precision: str = "fp32",
+         label: int | str | None = None, shortlist: int | None = None, block_rows: int = 4096,
+         batch_size: int = 32, timings: RankTimings | None = None,
+         ann: AnnIndex | None = None) -> list[Hit] | list[list[Hit]]:
+    """Rank every candidate of ``store`` against ``query`` with the trained head (not cosine).
+
+    ``query``: one sentence (returns a list of hits), a list of sentences or an embedding matrix (returns
+    one list per query). Exact by default: every candidate is scored in fp32. ``precision="bf16"`` screens
+    all candidates with bfloat16 GEMMs and rescores a shortlist (``shortlist``, default ``max(4 top_k, 64)``)
+    exactly. ``prefilter=M`` takes the top ``M`` from the store's FAISS index instead (``prefilter_kind``:
+    ``cosine``, ``head`` for the head surrogate, see :class:`~dsembed.retrieval.ann.HeadSurrogate`, or
+    ``auto``: head if the store has that index, else cosine) and re-ranks those with the
+    exact head (approximate overall: see :func:`ann_recall`); with ``precision="bf16"`` the ``M`` are
+    screened in bf16 first and only the shortlist is rescored in fp32. Scores are P(positive) for binary tasks,
+    the value for regression, and the probability of class ``label`` for multiclass tasks.
+    """
+    timings = timings if timings is not None else RankTimings()
+    store = open_store(store, model)
+    _check_options(top_k, precision, block_rows, batch_size)
+    kind = model.task.kind
+    lab = resolve_label(model.task, label)
+    scorer = scorer_for(model)
+    t0 = time.perf_counter()
+    u, single = _as_queries(model, query, batch_size)
+    if u.shape[1] != store.dim:
+        raise StoreError(f"query embeddings have {u.shape[1]} dims, the store {store.path} {store.dim}")
+    timings.encode += time.perf_counter() - t0
+    if store.count == 0:
+        return [] if single else [[] for _ in range(len(u))]
+    keys, rows, logits = _ranked(scorer, store, u, top_k, kind=kind, label=lab, prefilter=prefilter,
+                                 prefilter_kind=prefilter_kind, nprobe=nprobe, precision=precision,
+                                 shortlist=shortlist, block_rows=block_rows, ann=ann, timings=timings)
+    t3 = time.perf_counter()
+    results = _hits(store, keys, rows, logits, kind)
+    timings.fetch += time.perf_counter() - t3
+    return results[0] if single else results
+
+
+def ann_recall(model: DSEModel, store: CandidateStore, queries: str | Sequence[str] | np.ndarray, *,
+               top_k: int = 10, prefilters: Sequence[int] = (50, 100, 200, 500, 1000), kind: str = "cosine",
+               nprobe: int | None = None, label: int | str | None = None, precision: str = "fp32",
+               exact: list[list[Hit]] | None = None) -> dict[int, dict[str, float]]:
+    """recall@``top_k`` of ANN prefilter + exact re-rank against the exact head ranking, per prefilter size.
+
+    Lives here rather than in :mod:`.ann` because it runs :func:`rank`, which itself uses the ANN index.
+    """
+    u, _ = _as_queries(model, queries, 32)
+    exact = exact if exact is not None else rank(model, u, store, top_k, label=label)
+    ann = load_ann(store, kind)
+    out: dict[int, dict[str, float]] = {}
+    for m in prefilters:
+        times = []
+        hits = 0
+        for q in range(len(u)):
+            t0 = time.perf_counter()
+            got = rank(model, u[q], store, top_k, prefilter=m, nprobe=nprobe, label=label, ann=ann,
+                       precision=precision)
+            times.append(time.perf_counter() - t0)
+            hits += len({h.row for h in got} & {h.row for h in exact[q]})
+        total = sum(min(top_k, len(e)) for e in exact)
+        out[int(m)] = {"recall": hits / max(total, 1), "median_seconds": float(np.median(times))}
+    return out
