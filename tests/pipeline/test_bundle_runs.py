@@ -16,7 +16,7 @@ from dsembed.errors import RunConfigMismatch, StaleLogitsError
 from dsembed.evaluation import compute_metrics
 from dsembed.teacher import LogitsBundle, Teacher, write_logits_bundle
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class _HashTeacher:

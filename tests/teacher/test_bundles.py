@@ -12,7 +12,7 @@ from dsembed.data import PairDataset
 from dsembed.errors import StaleLogitsError
 from dsembed.teacher import LogitsBundle, Teacher, load_logits_bundles, write_logits_bundle
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class _HashTeacher:

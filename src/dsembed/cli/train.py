@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from ..artifacts import RUN_RECORD
 from ..config import StudentConfig, TeacherConfig
 from .common import (
     App,
@@ -81,7 +82,7 @@ def pipeline(
         return
     typer.echo(format_table(record))
     typer.echo("stage wall times (s): " + ", ".join(f"{k}={v:.0f}" for k, v in record["stage_seconds"].items()))
-    typer.echo(f"record: {Path(cfg.output_dir) / 'record.json'}")
+    typer.echo(f"record: {Path(cfg.output_dir) / RUN_RECORD}")
 
 
 def teacher_train(
