@@ -20,7 +20,9 @@ import sys
 from pathlib import Path
 
 from dsembed.artifacts import MODEL_DIR, RUN_PLOT, RUN_RECORD, TEACHER_INFO, TEACHER_SUBDIR, TRAINING_RECORD
-from dsembed.pipeline import PipelineConfig, run_pipeline
+from dsembed.config import PipelineConfig
+from dsembed.pipeline import run_pipeline
+from dsembed.utils import atomic_write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -29,9 +31,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("results_dirs", type=Path, nargs="+", help="folders under results/ holding a record.json")
     parser.add_argument("--run-dir", type=Path, help="the run folder, where it was moved since (one results dir)")
+    parser.add_argument("--check-identical", action="store_true",
+                        help="compare every metric and fidelity value with the old record, write "
+                             "rerecord_check.json beside it, and exit 1 if any differs (a refactor must not move them)")
     args = parser.parse_args()
     if args.run_dir and len(args.results_dirs) != 1:
         parser.error("--run-dir goes with exactly one results folder")
+    failed = False
     for folder in args.results_dirs:
         old = json.loads((folder / RUN_RECORD).read_text())
         # the run folder from the record (or where it was moved), not from the config object: records outlive
@@ -56,7 +62,32 @@ def main() -> None:
         for name, metrics in new["results"].items():
             before = old["results"].get(name, {}).get(main)
             print(f"{folder.name} {name}: {main} {before} -> {metrics[main]}")
+        if args.check_identical and not _identical(folder, old, new):
+            failed = True
     subprocess.run([sys.executable, str(ROOT / "scripts" / "make_results.py")], check=True)
+
+    if failed:
+        raise SystemExit("re-recorded values differ from the old record (see rerecord_check.json)")
+
+
+def _identical(folder: Path, old: dict, new: dict) -> bool:
+    """Every metric and fidelity value of the old record against the new one, exactly; written beside the record."""
+    rows = []
+    for section in ("results", "teacher_fidelity_dev", "relative_degradation_pct"):
+        for name, values in old.get(section, {}).items():
+            items = values.items() if isinstance(values, dict) else [("value", values)]
+            for key, before in items:
+                after = new.get(section, {}).get(name)
+                after = after.get(key) if isinstance(after, dict) else after
+                rows.append({"section": section, "model": name, "metric": key, "old": before, "new": after,
+                             "identical": before == after})
+    same = all(row["identical"] for row in rows)
+    atomic_write_json(folder / "rerecord_check.json", {"identical": same, "values": rows,
+                                                       "old_finished_at": old.get("finished_at"),
+                                                       "old_dsembed_command": old["environment"].get("command"),
+                                                       "new_finished_at": new.get("finished_at")})
+    print(f"{folder.name}: {sum(r['identical'] for r in rows)} of {len(rows)} values identical")
+    return same
 
 
 if __name__ == "__main__":
