@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,14 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from transformers import EvalPrediction, Trainer, TrainingArguments
+from transformers import EvalPrediction, Trainer, TrainerCallback, TrainingArguments
 
-from .artifacts import CHECKPOINTS_DIR, RUN_CONFIG, TRAINER_STATE
+from .artifacts import CHECKPOINTS_DIR, MODEL_DIR, RUN_CONFIG, TRAIN_TIME, TRAINER_STATE
 from .config import TrainingSettings
 from .errors import RunConfigMismatch
 from .evaluation import compute_metrics
 from .tasks import TaskSpec
-from .utils import atomic_write_json
+from .utils import atomic_write_json, recover_atomic_dir
 
 logger = logging.getLogger("dsembed.training")
 
@@ -75,8 +76,9 @@ class TrainingOutcome:
     dev_metrics: dict[str, float]
     dev_curve: list[dict[str, float]]
     best_checkpoint: str | None
-    train_seconds: float
+    train_seconds: float  # summed over every attempt of this run, interrupted ones included
     resumed_from: str | None
+    attempts: int = 1
 
 
 @dataclass
@@ -95,26 +97,92 @@ class TrainedModel:
         return str(self.path)
 
 
+def _step(checkpoint: Path) -> int:
+    return int(checkpoint.name.rsplit("-", 1)[-1])
+
+
+def checkpoint_is_complete(checkpoint: Path) -> bool:
+    """The Trainer writes a checkpoint's trainer state last: a parseable state for this step means complete."""
+    try:
+        state = json.loads((checkpoint / TRAINER_STATE).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(state, dict) and state.get("global_step") == _step(checkpoint)
+
+
 def latest_checkpoint(output_dir: str | Path) -> Path | None:
     """The newest epoch checkpoint of a run folder, None when there is none."""
     folder = Path(output_dir) / CHECKPOINTS_DIR
     found = [p for p in folder.glob("checkpoint-*") if p.is_dir() and p.name.rsplit("-", 1)[-1].isdigit()]
-    return max(found, key=lambda p: int(p.name.rsplit("-", 1)[-1])) if found else None
+    return max(found, key=_step) if found else None
+
+
+def prepare_resume(output_dir: str | Path) -> Path | None:
+    """Clean what a kill left in a run folder and return the checkpoint to resume from (None: start afresh).
+
+    An interrupted checkpoint save leaves a folder without its trainer state, which the Trainer would
+    pick and fail on; it is removed (newest first, down to the first complete one). An interrupted
+    final save leaves a temporary model folder, which is removed too.
+    """
+    for leftover in recover_atomic_dir(Path(output_dir) / MODEL_DIR):
+        logger.warning("removed %s, left by an interrupted save", leftover)
+    while (checkpoint := latest_checkpoint(output_dir)) is not None and not checkpoint_is_complete(checkpoint):
+        logger.warning("removing %s: it was interrupted while being saved", checkpoint)
+        shutil.rmtree(checkpoint)
+    return checkpoint
+
+
+class _WallClock(TrainerCallback):
+    """Keeps the training wall time of every attempt, a killed one's too, in ``train_time.json``."""
+
+    def __init__(self, path: Path, before: dict[str, Any], every: float = 10.0) -> None:
+        self.path, self.every = path, every
+        self.seconds_before = float(before.get("seconds", 0.0))
+        self.attempts = int(before.get("attempts", 0)) + 1
+        self.start = time.perf_counter()
+        self.last_write = -float("inf")
+
+    @property
+    def total(self) -> float:
+        return self.seconds_before + time.perf_counter() - self.start
+
+    def write(self) -> None:
+        atomic_write_json(self.path, {"seconds": self.total, "attempts": self.attempts})
+        self.last_write = time.perf_counter()
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if time.perf_counter() - self.last_write >= self.every:
+            self.write()
+
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.write()
 
 
 def fit(trainer: Trainer, output_dir: str | Path, *, resume: bool = True) -> TrainingOutcome:
-    """Train (continuing from the newest checkpoint when ``resume``), then evaluate the kept best epoch."""
-    checkpoint = latest_checkpoint(output_dir) if resume else None
+    """Train (continuing from the newest complete checkpoint when ``resume``), then evaluate the kept best epoch.
+
+    With ``resume`` the wall time adds up every earlier attempt in this run folder; without, it starts at 0.
+    """
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint = prepare_resume(output_dir)  # cleans a killed run's leftovers either way
+    if not resume:
+        checkpoint = None
     if checkpoint is not None:
-        logger.info("resuming %s from %s", output_dir, checkpoint.name)
-    start = time.perf_counter()
-    trainer.train(resume_from_checkpoint=True if checkpoint is not None else None)
-    seconds = time.perf_counter() - start
+        logger.info("resuming %s from %s (step %d)", output_dir, checkpoint.name, _step(checkpoint))
+    clock_file = output_dir / TRAIN_TIME
+    before = json.loads(clock_file.read_text()) if resume and clock_file.is_file() else {}
+    clock = _WallClock(clock_file, before)
+    trainer.add_callback(clock)
+    clock.write()
+    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint is not None else None)
+    clock.write()
     curve = dev_curve(trainer.state.log_history)  # before the final evaluate() logs one more entry
     dev_metrics = {k.removeprefix("eval_"): v for k, v in trainer.evaluate().items()}
     best = trainer.state.best_model_checkpoint
     return TrainingOutcome(dev_metrics=dev_metrics, dev_curve=curve, best_checkpoint=Path(best).name if best else None,
-                           train_seconds=seconds, resumed_from=checkpoint.name if checkpoint is not None else None)
+                           train_seconds=clock.total, resumed_from=checkpoint.name if checkpoint is not None else None,
+                           attempts=clock.attempts)
 
 
 def check_run_config(folder: str | os.PathLike[str], config: dict[str, Any]) -> None:

@@ -141,6 +141,7 @@ def logits(
     train: TrainOpt = None, kind: KindOpt = None, labels: LabelsOpt = None, skip_bad: SkipOpt = False,
     data_dir: DataDirOpt = None,
     cache: Annotated[Path | None, typer.Option(help="chunk cache folder (resume point)")] = None,
+    chunk_size: Annotated[int, typer.Option(help="pairs per committed chunk: what a kill can lose at most")] = 2048,
     progress: ProgressOpt = True,
 ) -> None:
     """Compute the teacher's logits on every training pair once (resumable), and store them."""
@@ -150,8 +151,10 @@ def logits(
     # own pairs: the train file stands in for dev too (only train pairs are scored)
     spec, train_ds, _ = task_and_data(task, train, train, kind, labels, skip_bad, data_dir)
     train_ds = train_ds.subset(max_train_pairs, seed=42)
+    if chunk_size < 1:
+        fail(f"--chunk-size must be at least 1, not {chunk_size}")
     result = compute_teacher_logits(load_teacher(teacher, spec), train_ds, cache=cache, batch_size=batch_size,
-                                    show_progress_bar=progress)
+                                    chunk_size=chunk_size, show_progress_bar=progress)
     result.save(output)
     typer.echo(f"{len(result.logits)} teacher logits -> {output}")
 

@@ -172,7 +172,8 @@ def distill(task: TaskSpec, train: PairDataset, dev: PairDataset, output_dir: st
     outcome = fit(trainer, output_dir, resume=resume)
     model.config.training.update({"train_pairs": len(train), "dev_metrics": outcome.dev_metrics,
                                   "train_seconds": outcome.train_seconds, "best_checkpoint": outcome.best_checkpoint,
-                                  "dev_curve": outcome.dev_curve, "torch_threads": torch.get_num_threads(),
+                                  "dev_curve": outcome.dev_curve, "train_attempts": outcome.attempts,
+                                  "resumed_from": outcome.resumed_from, "torch_threads": torch.get_num_threads(),
                                   "load_average_after": load_average()})
     final = output_dir / MODEL_DIR
     model.save(final)

@@ -120,14 +120,18 @@ def compute_teacher_logits(teacher, data: PairDataset, *, cache: str | Path | No
                                              "pairs_fingerprint": data.fingerprint(), "chunk_size": chunk_size})
     pairs = data.pairs()
     n_chunks = (len(pairs) + chunk_size - 1) // chunk_size
+    for leftover in folder.glob(".chunk_*.tmp"):  # a kill during an atomic chunk write
+        leftover.unlink(missing_ok=True)
+    done = [c for c in range(n_chunks) if use_cache and (folder / _chunk_name(c, chunk_size)).is_file()]
+    if done:
+        logger.info("resuming teacher logits in %s: %d of %d chunks already computed", folder, len(done), n_chunks)
     parts: list[np.ndarray] = []
     with tqdm(total=len(pairs), desc="teacher logits", unit="pair", disable=not show_progress_bar) as bar:
         for c in range(n_chunks):
-            chunk_file = folder / f"chunk_{c:06d}_{chunk_size}.npy"
+            chunk_file = folder / _chunk_name(c, chunk_size)
             lo, hi = c * chunk_size, min(len(pairs), (c + 1) * chunk_size)
-            if use_cache and chunk_file.is_file():
-                part = np.load(chunk_file)
-            else:
+            part = _load_chunk(chunk_file, hi - lo, teacher.task.num_labels) if c in done else None
+            if part is None:
                 part = teacher.predict_logits(pairs[lo:hi], batch_size=batch_size, show_progress_bar=False)
                 atomic_write_bytes(chunk_file, _npy_bytes(part))
             parts.append(part)
@@ -138,6 +142,23 @@ def compute_teacher_logits(teacher, data: PairDataset, *, cache: str | Path | No
     for chunk_file in folder.glob("chunk_*.npy"):
         chunk_file.unlink()
     return result
+
+
+def _chunk_name(index: int, chunk_size: int) -> str:
+    return f"chunk_{index:06d}_{chunk_size}.npy"
+
+
+def _load_chunk(path: Path, rows: int, cols: int) -> np.ndarray | None:
+    """A finished chunk, or None when it cannot be trusted (then it is computed again)."""
+    try:
+        part = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        logger.warning("recomputing %s: %s", path, exc)
+        return None
+    if part.shape != (rows, cols) or not np.isfinite(part).all():
+        logger.warning("recomputing %s: shape %s or non-finite values", path, part.shape)
+        return None
+    return part
 
 
 def _npy_bytes(array: np.ndarray) -> bytes:

@@ -110,7 +110,8 @@ def train_teacher(task: TaskSpec, train: PairDataset, dev: PairDataset, output_d
     outcome = fit(trainer, output_dir, resume=resume)
     info = {"task": task.name, "recipe": asdict(config), "base_path": str(base_path), "max_length": max_length,
             "train_pairs": len(train), "dev_metrics": outcome.dev_metrics, "best_checkpoint": outcome.best_checkpoint,
-            "dev_curve": outcome.dev_curve, "train_seconds": outcome.train_seconds}
+            "dev_curve": outcome.dev_curve, "train_seconds": outcome.train_seconds,
+            "train_attempts": outcome.attempts, "resumed_from": outcome.resumed_from}
     _save_cross_encoder(trainer.model, tokenizer, task, final, info)
     return TrainedModel(final, info, "resumed" if outcome.resumed_from else "trained")
 
