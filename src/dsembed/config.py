@@ -103,6 +103,8 @@ class PipelineConfig:
     data_source: str = "auto"
     train_file: str | None = None  # own data instead of GLUE (with kind, and labels for classification)
     dev_file: str | None = None
+    test_file: str | None = None  # own labelled test pairs; GLUE runs use the local copy's labelled test split
+    evaluate_test: bool = True  # report test metrics where labels exist (never used to select anything)
     kind: str | None = None
     labels: tuple[str, ...] = ()
     skip_bad: bool = False

@@ -15,12 +15,19 @@ from typing import Any
 
 import numpy as np
 
-from .artifacts import LOGITS_CACHE_SUBDIR, RUN_PLOT, RUN_RECORD, TEACHER_SUBDIR
+from .artifacts import LOGITS_CACHE_SUBDIR, MODEL_DIR, RUN_PLOT, RUN_RECORD, TEACHER_SUBDIR
 from .config import PipelineConfig
 from .data import PairDataset, load_glue, read_pairs
-from .errors import ConfigError, StaleLogitsError
-from .evaluation import compute_metrics, cosine_baseline, evaluate_student, relative_degradation, teacher_fidelity
-from .student import DSEModel, distill
+from .errors import ConfigError, InputNotFoundError, StaleLogitsError
+from .evaluation import (
+    compute_metrics,
+    cosine_baseline,
+    cosine_scores,
+    evaluate_student,
+    relative_degradation,
+    teacher_fidelity,
+)
+from .student import DSEModel, distill, update_model_card
 from .tasks import TaskSpec, custom_task, get_task
 from .teacher import TeacherLogits, compute_teacher_logits, load_logits_bundles, load_teacher, train_teacher
 from .utils import atomic_write_json, environment_record, load_average
@@ -76,6 +83,42 @@ def load_pipeline_data(cfg: PipelineConfig, task: TaskSpec) -> tuple[PairDataset
     return train.subset(cfg.max_train_pairs, seed=cfg.seed), dev.subset(cfg.max_dev_pairs, seed=cfg.seed)
 
 
+def load_test_data(cfg: PipelineConfig, task: TaskSpec) -> PairDataset | None:
+    """Labelled test pairs to report on (own file, or the local GLUE copy's test split); None where there are none.
+
+    Only ever evaluated: checkpoints, thresholds and settings are chosen on dev.
+    """
+    if not cfg.evaluate_test:
+        return None
+    if cfg.test_file:
+        return read_pairs(cfg.test_file, task, skip_bad=cfg.skip_bad)
+    if cfg.train_file:
+        return None
+    try:
+        test = load_glue(task, "test", data_dir=cfg.data_dir, source="local", skip_bad=cfg.skip_bad)
+    except InputNotFoundError:
+        logger.info("%s: no labelled test split in the local GLUE copy; dev metrics only", task.name)
+        return None
+    return test if test.labels is not None else None
+
+
+def teacher_description(info: dict[str, Any]) -> str:
+    """One line saying which teacher a run used (printed with the table, written into model cards)."""
+    source = info.get("source")
+    if source == "logits bundle":
+        members = info.get("bundle", {}).get("members") or [info.get("bundle", {})]
+        names = sorted({m.get("base_name", "?") for m in members})
+        devices = sorted({(m.get("environment") or {}).get("cuda") or "CPU" for m in members})
+        what = f"ensemble (mean logits) of {len(members)} {', '.join(names)} cross-encoders" if len(members) > 1 \
+            else f"{', '.join(names)} cross-encoder"
+        return f"{what}, trained on {', '.join(devices)}; logits carried as bundles ({info.get('path')})"
+    if source == "given":
+        return f"the cross-encoder {info.get('path')}"
+    recipe = info.get("recipe") or {}
+    return (f"{recipe.get('base', '?')} cross-encoder fine-tuned by dsembed ({recipe.get('epochs', '?')} epochs, "
+            f"lr {recipe.get('learning_rate', '?')})")
+
+
 def _bundle_stage(cfg: PipelineConfig, task: TaskSpec, train: PairDataset, dev: PairDataset,
                   stage_info: dict[str, Any]) -> tuple[TeacherLogits, np.ndarray]:
     """Teacher logits carried in as a bundle (made on another machine): no teacher runs here."""
@@ -87,9 +130,10 @@ def _bundle_stage(cfg: PipelineConfig, task: TaskSpec, train: PairDataset, dev: 
     return bundle.train, bundle.dev.logits
 
 
-def _teacher_stage(cfg: PipelineConfig, task: TaskSpec, train: PairDataset, dev: PairDataset, out: Path,
-                   timer: _Timer, stage_info: dict[str, Any]) -> tuple[TeacherLogits, np.ndarray]:
-    """Train (or reuse) the teacher, then its dev logits and its cached training-pair logits."""
+def _teacher_stage(cfg: PipelineConfig, task: TaskSpec, train: PairDataset, dev: PairDataset, test: PairDataset | None,
+                   out: Path, timer: _Timer, stage_info: dict[str, Any],
+                   test_logits: dict[str, np.ndarray]) -> tuple[TeacherLogits, np.ndarray]:
+    """Train (or reuse) the teacher, then its dev (and test) logits and its cached training-pair logits."""
     progress = cfg.show_progress_bar
     if cfg.teacher_model:
         teacher_path: str | Path = cfg.teacher_model
@@ -107,6 +151,9 @@ def _teacher_stage(cfg: PipelineConfig, task: TaskSpec, train: PairDataset, dev:
                                   if k in teacher.info})
     teacher_dev_logits = timer.run("teacher_dev_eval", teacher.predict_logits, dev.pairs(),
                                    show_progress_bar=progress)
+    if test is not None:
+        test_logits["teacher"] = timer.run("teacher_test_eval", teacher.predict_logits, test.pairs(),
+                                           show_progress_bar=progress)
     stored = timer.run("teacher_logits", compute_teacher_logits, teacher, train, cache=out / LOGITS_CACHE_SUBDIR,
                        show_progress_bar=progress)
     return stored, teacher_dev_logits
@@ -122,9 +169,10 @@ def _student_configs(cfg: PipelineConfig) -> list[tuple[str, Any]]:
     return runs
 
 
-def _students_stage(cfg: PipelineConfig, task: TaskSpec, train: PairDataset, dev: PairDataset, out: Path,
-                    stored: TeacherLogits, timer: _Timer, stage_info: dict[str, Any],
-                    results: dict[str, dict[str, float]]) -> dict[str, np.ndarray] | None:
+def _students_stage(cfg: PipelineConfig, task: TaskSpec, train: PairDataset, dev: PairDataset,
+                    test: PairDataset | None, out: Path, stored: TeacherLogits, timer: _Timer,
+                    stage_info: dict[str, Any], results: dict[str, dict[str, float]],
+                    test_results: dict[str, dict[str, float]]) -> dict[str, np.ndarray] | None:
     """Train (or reuse) each student and evaluate it on dev; None when ``only_student`` stops the run."""
     student_dev_logits: dict[str, np.ndarray] = {}
     for name, scfg in _student_configs(cfg):
@@ -143,12 +191,16 @@ def _students_stage(cfg: PipelineConfig, task: TaskSpec, train: PairDataset, dev
                                     show_progress_bar=cfg.show_progress_bar)
         results[name] = metrics
         student_dev_logits[name] = logits
+        if test is not None:
+            test_results[name], _ = timer.run(f"{name}_test_eval", evaluate_student, model, task, test,
+                                              show_progress_bar=cfg.show_progress_bar)
         del model
     return student_dev_logits
 
 
-def _cosine_stage(cfg: PipelineConfig, task: TaskSpec, train: PairDataset, dev: PairDataset, timer: _Timer,
-                  stage_info: dict[str, Any], results: dict[str, dict[str, float]]) -> None:
+def _cosine_stage(cfg: PipelineConfig, task: TaskSpec, train: PairDataset, dev: PairDataset,
+                  test: PairDataset | None, timer: _Timer, stage_info: dict[str, Any],
+                  results: dict[str, dict[str, float]], test_results: dict[str, dict[str, float]]) -> None:
     """The untouched pretrained student encoder with cosine: what a user has without dsembed."""
     if task.kind not in ("binary", "regression"):
         return
@@ -162,6 +214,11 @@ def _cosine_stage(cfg: PipelineConfig, task: TaskSpec, train: PairDataset, dev: 
                          dev)
     results["pretrained_cosine"] = baseline.metrics
     stage_info["pretrained_cosine"] = {"threshold": baseline.threshold, "encoder": cfg.student.base}
+    if test is not None:  # the threshold stays the one tuned on train
+        encode = lambda s: st.encode(s, batch_size=64, show_progress_bar=cfg.show_progress_bar)  # noqa: E731
+        scores = timer.run("cosine_test_eval", cosine_scores, encode, test)
+        shifted = scores if baseline.threshold is None else scores - baseline.threshold
+        test_results["pretrained_cosine"] = compute_metrics(task, shifted[:, None], test.labels)
 
 
 def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
@@ -174,27 +231,50 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     timer = _Timer()
     train, dev = timer.run("load_data", load_pipeline_data, cfg, task)
-    logger.info("%s: %d train pairs, %d dev pairs", task.name, len(train), len(dev))
+    test = None if cfg.only_student else timer.run("load_test_data", load_test_data, cfg, task)
+    logger.info("%s: %d train pairs, %d dev pairs, %s test pairs", task.name, len(train), len(dev),
+                len(test) if test is not None else "no")
     stage_info: dict[str, Any] = {}
+    test_logits: dict[str, np.ndarray] = {}
     if cfg.teacher_logits:
         stored, teacher_dev_logits = _bundle_stage(cfg, task, train, dev, stage_info)
     else:
-        stored, teacher_dev_logits = _teacher_stage(cfg, task, train, dev, out, timer, stage_info)
+        stored, teacher_dev_logits = _teacher_stage(cfg, task, train, dev, test, out, timer, stage_info, test_logits)
     results = {"teacher": compute_metrics(task, teacher_dev_logits, dev.labels, teacher=True)}
-    student_dev_logits = _students_stage(cfg, task, train, dev, out, stored, timer, stage_info, results)
+    test_results = {"teacher": compute_metrics(task, test_logits["teacher"], test.labels, teacher=True)} \
+        if "teacher" in test_logits and test is not None else {}
+    student_dev_logits = _students_stage(cfg, task, train, dev, test, out, stored, timer, stage_info, results,
+                                         test_results)
     if student_dev_logits is None:
         name = STUDENT_NAMES[cfg.only_student or "dse"]
         return {"task": task.name, "only_student": name, "folder": str(out / name), "stage_seconds": timer.stages,
                 "stages": stage_info}
-    _cosine_stage(cfg, task, train, dev, timer, stage_info, results)
+    _cosine_stage(cfg, task, train, dev, test, timer, stage_info, results, test_results)
     record = _record(cfg, task, train, dev, results, teacher_dev_logits, student_dev_logits, timer, stage_info)
+    if test is not None:
+        record.update({"test_pairs": len(test), "test_results": test_results, "test_source": test.source})
     atomic_write_json(out / RUN_RECORD, record)
+    _write_cards(out, record, train)
     if cfg.plot:
         from .evaluation.plots import plot_student_vs_teacher
 
         teacher_targets = task.teacher_to_student_logits(teacher_dev_logits)
         plot_student_vs_teacher(task, teacher_targets, student_dev_logits, dev.labels, out / RUN_PLOT)
     return record
+
+
+def _write_cards(out: Path, record: dict[str, Any], train: PairDataset) -> None:
+    """Each student's model card gets what only this run knows: the teacher, test metrics, fidelity."""
+    teacher = {"description": teacher_description(record["stages"]["teacher"]),
+               "dev_metrics": record["results"]["teacher"],
+               "test_metrics": record.get("test_results", {}).get("teacher")}
+    for name in STUDENT_NAMES.values():
+        if name in record["results"]:
+            update_model_card(out / name / MODEL_DIR, {
+                "teacher": teacher, "dev_metrics": record["results"][name],
+                "test_metrics": record.get("test_results", {}).get(name),
+                "fidelity_dev": record["teacher_fidelity_dev"].get(name), "train_source": train.source,
+                "run_record": str(out / RUN_RECORD)})
 
 
 def _record(cfg: PipelineConfig, task: TaskSpec, train: PairDataset, dev: PairDataset,
@@ -240,4 +320,15 @@ def format_table(record: dict[str, Any]) -> str:
     lines.insert(1, "-" * len(lines[0]))
     head = f"{record['task']} dev ({record['dev_pairs']} pairs), trained on {record['train_pairs']} pairs, " \
            f"profile={record['profile']}"
-    return "\n".join([head, *lines])
+    teacher = f"Teacher: {teacher_description(record['stages']['teacher'])}"
+    return "\n".join([head, teacher, *lines, *_test_lines(record)])
+
+
+def _test_lines(record: dict[str, Any]) -> list[str]:
+    """The main metric on the labelled test split, where there is one (reported, never selected on)."""
+    tests = record.get("test_results")
+    if not tests:
+        return []
+    main = record["main_metric"]
+    cells = ", ".join(f"{name} {values[main]:.2f}" for name, values in tests.items() if main in values)
+    return [f"test ({record['test_pairs']} pairs) {main}: {cells}"]

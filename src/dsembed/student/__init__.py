@@ -1,9 +1,10 @@
-"""The DSE student: shared encoder + pooling, the pair head, the distillation loss and trainer."""
+"""The DSE student: shared encoder + pooling, the pair head, the distillation loss and trainer, the model card."""
 
-from .head import PairHead
+from .card import update_model_card
+from .head import HeadScorer, PairHead
 from .loss import DSELoss, logits_to_scores, task_loss
 from .model import DSEConfig, DSEModel, build_encoder
 from .train import DistillationTrainer, distill
 
-__all__ = ["DSEConfig", "DSELoss", "DSEModel", "DistillationTrainer", "PairHead", "build_encoder", "distill",
-           "logits_to_scores", "task_loss"]
+__all__ = ["DSEConfig", "DSELoss", "DSEModel", "DistillationTrainer", "HeadScorer", "PairHead", "build_encoder",
+           "distill", "logits_to_scores", "task_loss", "update_model_card"]

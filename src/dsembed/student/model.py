@@ -25,6 +25,7 @@ from ..config import POOLINGS
 from ..errors import ConfigError, InputNotFoundError, UnsafeModelError
 from ..tasks import TaskSpec
 from ..utils import atomic_dir, default_device, sha256_bytes
+from .card import update_model_card
 from .head import PairHead
 from .loss import DSELoss, logits_to_scores
 from .pooling import LayerConcatMeanPooling
@@ -144,6 +145,7 @@ class DSEModel(nn.Module):
             state = {k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()}
             save_file(state, str(tmp / STUDENT_HEAD))
             (tmp / STUDENT_CONFIG).write_text(json.dumps(asdict(self.config), indent=2, default=str))
+            update_model_card(tmp)  # replaces sentence-transformers' stock card with one that says what this is
 
     # ---- training forward ---------------------------------------------------------------
     @property
