@@ -133,3 +133,32 @@ def test_cli_encode_fails_in_one_line_and_writes_nothing(data: bytes, suffix: st
         line = _one_error_line(result.stderr)
         assert str(source) in line or "no-model" in line
         assert not out.parent.exists()
+
+
+def test_benchmark_writes_its_record(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """benchmarks/fuzz_readers.py runs the same properties and records the counts (a few cases, in-process)."""
+    import importlib.util
+    import json
+    import logging
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "fuzz_readers.py"
+    spec = importlib.util.spec_from_file_location("fuzz_readers_benchmark", path)
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "fuzz.json"
+    monkeypatch.setattr("sys.argv", [str(path), "--examples", "3", "--encode-cases", "0", "--out", str(out)])
+    logger = logging.getLogger("dsembed.data")
+    level = logger.level
+    try:
+        with pytest.raises(SystemExit) as info:
+            bench.main()
+    finally:
+        logger.setLevel(level)  # the benchmark silences skip_bad warnings; other tests count them
+    assert info.value.code == 0
+    record = json.loads(out.read_text())
+    assert len(record["readers"]) == 10 and record["encode_cli"] == {"skipped": "--encode-cases 0"}
+    assert record["totals"]["tracebacks"] == 0 and record["passed"] is True
+    assert {"reader", "format", "task", "cases", "parsed", "one_line_errors", "bad_errors", "tracebacks",
+            "invalid_parses", "partial_outputs", "seconds", "failures"} <= set(record["readers"][0])
+    assert record["environment"]["python"] and record["settings"]["examples_per_reader"] == 3
