@@ -152,8 +152,8 @@ class _PairBuilder:
         return PairDataset(self.sentence1, self.sentence2, labels, source=str(self.path),
                            skipped=self.problems.count, problems=list(self.problems.messages))
 
-
     def _no_rows(self, header_line: int) -> DataFormatError:
+        """The error for a dataset with no rows: none in the file, or all of them skipped as bad."""
         first = self.problems.first
         if first is None:
             return data_error(self.path, header_line, "no rows: the file has a header but no data rows")

@@ -12,6 +12,9 @@ What each check decides, case by case:
 - a NUL character inside a text is rejected: it is never a sentence, it is a binary file or a broken export;
 - a UTF-8 BOM at the start of a file and CRLF line ends are fine (Excel, Notepad) and parse as without
   them; a U+FEFF inside a text is kept (one GLUE QNLI sentence has it); a UTF-16 file is rejected at once;
+- a CR inside a line of a ``.txt`` sentence file is rejected (CR-only line ends would merge every sentence
+  into one); TSV fields keep it (a CR-only TSV fails its header check), CSV leaves it to ``csv`` (quoted:
+  kept, unquoted: an error) and JSON ``"\r"`` escapes are explicit;
 - numbers (labels) must be finite *as float32*, the type they are stored in: ``inf``, ``nan``, ``1e999``
   and ``1e39`` (finite as float64, ``inf`` as float32) would otherwise train an all-NaN model;
 - a message quotes at most :data:`QUOTE_CHARS` characters of what it complains about (with the full length),
