@@ -14,12 +14,12 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError, DataFormatError, InputNotFoundError
+from ..errors import ConfigError, InputNotFoundError
 from ..tasks import HF_LABEL_NAMES, TaskSpec, get_task
 from .pairs import PairDataset
 from .readers import label_text, read_pairs
 from .records import MAX_PROBLEMS
-from .validate import check_text, number_problem
+from .validate import check_text, data_error, number_problem
 
 logger = logging.getLogger("dsembed.data")
 
@@ -175,7 +175,7 @@ def _map_hub_labels(raw: list[Any], task: TaskSpec, hub_names: tuple[str, ...], 
                 cache[key] = _hub_label(value, task, hub_names)
             except (TypeError, ValueError) as exc:
                 # DataFormatError lines count from 1; the hub's row index (from 0) stays in the message.
-                raise DataFormatError(source, row + 1, f"{exc} (row {row}, counting from 0)") from None
+                raise data_error(source, row + 1, f"{exc} (row {row}, counting from 0)") from None
         out.append(cache[key])
     return out
 
