@@ -348,6 +348,21 @@ def test_load_hf_pairs_bad_labels(tmp_path: Path) -> None:
 
 
 @pytest.mark.usefixtures("hf_offline")
+def test_load_hf_pairs_applies_the_file_checks(tmp_path: Path) -> None:
+    """The hub loader refuses what read_pairs refuses: NUL in a text, a label that is not finite as float32."""
+    nul = write(tmp_path / "nul.jsonl", json.dumps({"sentence1": "a", "sentence2": "b", "label": 1}) + "\n"
+                + json.dumps({"sentence1": "c\u0000", "sentence2": "d", "label": 0}) + "\n")
+    with pytest.raises(DataFormatError, match="NUL character") as info:
+        load_hf_pairs("mrpc", "train", path="json", data_files=str(nul), cache_dir=str(tmp_path / "c"))
+    assert info.value.line == 2 and "row 1" in info.value.problem
+    big = write(tmp_path / "big.jsonl", json.dumps({"sentence1": "a", "sentence2": "b", "label": 1e39}) + "\n")
+    reg = custom_task("score", "regression")
+    with pytest.raises(DataFormatError, match="float32") as info:
+        load_hf_pairs(reg, "train", path="json", data_files=str(big), cache_dir=str(tmp_path / "c"))
+    assert info.value.line == 1
+
+
+@pytest.mark.usefixtures("hf_offline")
 def test_load_hf_pairs_missing_data_is_input_not_found(tmp_path: Path) -> None:
     missing = tmp_path / "nope.jsonl"
     with pytest.raises(InputNotFoundError, match="nope.jsonl") as info:

@@ -110,7 +110,11 @@ def test_skip_bad_keeps_first_100_problems(tmp_path: Path) -> None:
 
 
 def test_header_only_file_is_empty_but_labelled(tmp_path: Path) -> None:
-    ds = read_pairs(write(tmp_path / "h.tsv", HEADER), MRPC)
+    path = write(tmp_path / "h.tsv", HEADER)
+    with pytest.raises(DataFormatError, match="no rows") as info:  # by default no rows is an error...
+        read_pairs(path, MRPC)
+    assert str(info.value) == f"{path}:1: no rows: the file has a header but no data rows"
+    ds = read_pairs(path, MRPC, allow_empty=True)  # ...unless asked for
     assert len(ds) == 0
     assert ds.labels is not None
     assert ds.labels.shape == (0,)

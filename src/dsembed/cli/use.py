@@ -70,13 +70,27 @@ def encode(
     from ..data import read_sentences
     from ..utils import atomic_write_bytes
 
+    # Everything that can be refused is refused before the model loads and before the output is touched:
+    # the input is read and validated in full, and the output path must be writable as a file.
     sentences = read_sentences(input, column=column)
+    _check_output(output)
     student = load_student(model)
     emb = student.encode(sentences, batch_size=batch_size, normalize_embeddings=normalize, show_progress_bar=progress)
     buf = io.BytesIO()
     np.save(buf, np.asarray(emb, dtype=np.float32))
     atomic_write_bytes(output, buf.getvalue())
     typer.echo(f"{len(sentences)} x {emb.shape[1]} embeddings -> {output}")
+
+
+def _check_output(output: Path) -> None:
+    """Refuse an output path that can never be written (a folder, or under a file) before any work is done."""
+    from ..errors import ConfigError
+
+    if output.is_dir():
+        raise ConfigError(f"--output {output} is a folder; give a file path such as {output / 'embeddings.npy'}")
+    blocker = next((p for p in output.parents if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise ConfigError(f"--output {output}: {blocker} is a file, not a folder")
 
 
 def score(

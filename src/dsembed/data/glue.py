@@ -14,11 +14,12 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError, DataFormatError, InputNotFoundError
+from ..errors import ConfigError, InputNotFoundError
 from ..tasks import HF_LABEL_NAMES, TaskSpec, get_task
 from .pairs import PairDataset
 from .readers import label_text, read_pairs
 from .records import MAX_PROBLEMS
+from .validate import check_text, data_error, number_problem
 
 logger = logging.getLogger("dsembed.data")
 
@@ -134,6 +135,9 @@ def load_hf_pairs(task: TaskSpec | str, split: str, *, path: str | None = None, 
         raise ConfigError(f"{source}: no column(s) {missing!r} (has {ds.column_names!r}); pass columns=...")
     s1_all = [str(x).strip() if x is not None else "" for x in ds[c1]]
     s2_all = [str(x).strip() if x is not None else "" for x in ds[c2]]
+    for column, texts in ((c1, s1_all), (c2, s2_all)):  # the checks every file reader applies, too
+        for row, text in enumerate(texts):
+            check_text(text, (source, row + 1), f"{column} (row {row}, counting from 0)")
     raw_labels: list[Any] | None = list(ds[cl]) if cl in ds.column_names else None
 
     labels: list[float] | None = None
@@ -171,7 +175,7 @@ def _map_hub_labels(raw: list[Any], task: TaskSpec, hub_names: tuple[str, ...], 
                 cache[key] = _hub_label(value, task, hub_names)
             except (TypeError, ValueError) as exc:
                 # DataFormatError lines count from 1; the hub's row index (from 0) stays in the message.
-                raise DataFormatError(source, row + 1, f"{exc} (row {row}, counting from 0)") from None
+                raise data_error(source, row + 1, f"{exc} (row {row}, counting from 0)") from None
         out.append(cache[key])
     return out
 
@@ -188,4 +192,8 @@ def _hub_label(value: Any, task: TaskSpec, hub_names: tuple[str, ...]) -> float:
     text = label_text(value, task)
     if text is None:
         raise ValueError("missing label")
-    return task.parse_label(text)
+    number = task.parse_label(text)
+    problem = number_problem(number, f"label {text!r}")
+    if problem is not None:
+        raise ValueError(problem)
+    return number

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ..errors import DataFormatError, InputNotFoundError
+from .validate import data_error, read_file_bytes
 
 logger = logging.getLogger("dsembed.data")
 
@@ -29,12 +29,15 @@ class Problems:
         self.skip_bad = skip_bad
         self.count = 0
         self.messages: list[str] = []
+        self.first: tuple[int, str] | None = None  # (line, problem) of the first bad row
 
     def bad(self, line: int, problem: str) -> None:
-        error = DataFormatError(self.path, line, problem)
+        error = data_error(self.path, line, problem)
         if not self.skip_bad:
             raise error
         self.count += 1
+        if self.first is None:
+            self.first = (line, error.problem)
         if len(self.messages) < MAX_PROBLEMS:
             self.messages.append(str(error))
 
@@ -44,13 +47,8 @@ class Problems:
 
 
 def read_bytes(path: Path) -> bytes:
-    """The file's bytes without a UTF-8 BOM (Excel and Notepad write one)."""
-    if not path.exists():
-        raise InputNotFoundError(f"data file not found: {path}")
-    if path.is_dir():
-        raise InputNotFoundError(f"{path} is a folder, not a data file")
-    data = path.read_bytes()
-    return data.removeprefix(codecs.BOM_UTF8)
+    """The bytes of a regular file (else a one-line error) without a UTF-8 BOM (Excel and Notepad write one)."""
+    return read_file_bytes(path).removeprefix(codecs.BOM_UTF8)
 
 
 def decode_lines(path: Path, data: bytes) -> list[tuple[int, str | None, str]]:
@@ -62,6 +60,9 @@ def decode_lines(path: Path, data: bytes) -> list[tuple[int, str | None, str]]:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
+        if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):  # every line would be "invalid UTF-8"
+            raise data_error(path, 1, "the file is UTF-16 (it starts with a UTF-16 byte-order mark); "
+                                      "save it as UTF-8") from None
         raw_lines = data.split(b"\n")
         if raw_lines and raw_lines[-1] == b"":
             raw_lines.pop()
@@ -90,7 +91,7 @@ def tabular_records(path: Path, lines: list[tuple[int, str | None, str]], proble
     for number, text, problem in lines:
         if text is None:
             if first_line:
-                raise DataFormatError(path, number, problem)
+                raise data_error(path, number, problem)
             problems.bad(number, problem)
             continue
         if first_line and text.strip():
@@ -136,11 +137,24 @@ def json_rows(path: Path, problems: Problems) -> Iterator[tuple[int, Any]]:
         if not text.strip():
             continue
         if not seen_any and text.lstrip().startswith("[") and path.suffix.lower() == ".json":
-            raise DataFormatError(path, number, "expected JSON lines (one object per line), got a JSON array")
+            raise data_error(path, number, "expected JSON lines (one object per line), got a JSON array")
         seen_any = True
-        try:
-            yield number, json.loads(text)
-        except json.JSONDecodeError as exc:
-            problems.bad(number, f"invalid JSON: {exc.msg} (column {exc.colno})")
+        value, problem = _parse_json(text)
+        if problem:
+            problems.bad(number, problem)
+            continue
+        yield number, value
     if not seen_any:
-        raise DataFormatError(path, 1, "file is empty (expected one JSON object per line)")
+        raise data_error(path, 1, "file is empty (expected one JSON object per line)")
+
+
+def _parse_json(text: str) -> tuple[Any, str]:
+    """``(value, "")`` or ``(None, problem)``: every way ``json.loads`` can refuse a line, as a problem."""
+    try:
+        return json.loads(text), ""
+    except json.JSONDecodeError as exc:
+        return None, f"invalid JSON: {exc.msg} (column {exc.colno})"
+    except RecursionError:
+        return None, "invalid JSON: nested too deeply"
+    except ValueError as exc:  # an integer of more than sys.get_int_max_str_digits() digits
+        return None, f"invalid JSON: a number is too long ({str(exc).split(':')[0]})"
