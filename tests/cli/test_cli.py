@@ -181,3 +181,33 @@ def test_logits_then_distill(tiny_base: str, binary_teacher: Path, mrpc_train: P
                     "--base", tiny_base, "--epochs", "1", "--batch-size", "16", "--max-length", str(MAX_LEN),
                     "--train", sample, "--dev", dev, "--no-progress", *own)
     assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize("command", [
+    ["logits", "mrpc", "--teacher", "{missing}", "-o", "{tmp}/l.safetensors", "--train", "{train}"],
+    ["teacher", "export-logits", "mrpc", "--teacher", "{missing}", "-o", "{tmp}/b", "--train", "{train}", "--dev",
+     "{train}"],
+    ["teacher", "train", "mrpc", "-o", "{tmp}/t", "--base", "{missing}", "--train", "{train}", "--dev", "{train}"],
+    ["distill", "mrpc", "-o", "{tmp}/s", "--alpha", "0", "--base", "{missing}", "--train", "{train}", "--dev",
+     "{train}"],
+    ["pipeline", "mrpc", "--teacher", "{missing}", "--output-dir", "{tmp}/p", "--train", "{train}", "--dev",
+     "{train}"],
+    ["evaluate", "{missing}", "mrpc", "--data", "{train}"],
+    ["eval", "{missing}", "{train}"],
+    ["encode", "{missing}", "{sentences}", "-o", "{tmp}/e.npy"],
+    ["score", "{missing}", "a", "b"],
+    ["index", "build", "{missing}", "{sentences}", "{tmp}/store"],
+    ["bench", "--model", "{missing}", "--sizes", "10"],
+])
+def test_a_missing_model_is_one_line_not_a_traceback(command: list[str], mrpc_train: PairDataset,
+                                                     tmp_path: Path) -> None:
+    train = write_pairs(tmp_path / "train.tsv", mrpc_train)
+    sentences = tmp_path / "sentences.txt"
+    sentences.write_text("one sentence\nanother one\n")
+    values = {"missing": str(tmp_path / "no-such-model"), "tmp": str(tmp_path), "train": str(train),
+              "sentences": str(sentences)}
+    result = invoke(*[part.format(**values) for part in command])
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "no-such-model" in errors[0], result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)

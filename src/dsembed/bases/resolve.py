@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 
-from ..errors import OfflineBaseMissingError
+from ..errors import InputNotFoundError, OfflineBaseMissingError
 from .assemble import is_installed, local_folder, missing_distributions
 from .registry import lookup_offline_base
 
@@ -22,6 +22,18 @@ def _hub_offline() -> bool:
     """Whether the user asked for no hub access (same truthy spellings as huggingface_hub)."""
     return any(os.environ.get(var, "").strip().lower() in _TRUTHY
                for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def _looks_like_path(text: str) -> bool:
+    return text.startswith(("/", "./", "../", "~")) or text.endswith(os.sep) or text.count("/") > 1
+
+
+def load_pretrained(loader: object, path: str, what: str, **kwargs: object) -> object:
+    """``loader.from_pretrained(path)`` with a one-line error naming the model when it cannot be loaded."""
+    try:
+        return loader.from_pretrained(path, **kwargs)  # type: ignore[attr-defined]
+    except OSError as exc:  # missing files, unknown hub id, no network: transformers says which in one line
+        raise InputNotFoundError(f"cannot load the {what} {path}: {' '.join(str(exc).split())[:300]}") from exc
 
 
 def resolve_model_path(name_or_path: str | os.PathLike[str], *, verify: bool = True) -> str:
@@ -43,6 +55,8 @@ def resolve_model_path(name_or_path: str | os.PathLike[str], *, verify: bool = T
         return expanded
     base = lookup_offline_base(text)
     if base is None:
+        if _looks_like_path(text):  # a hub id never starts like a path: say the folder is missing
+            raise InputNotFoundError(f"{text}: no such model folder")
         return text
     if is_installed(base):
         return str(local_folder(base, verify=verify))

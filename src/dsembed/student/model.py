@@ -71,7 +71,10 @@ def build_encoder(base: str, pooling: str = "topk", top_k: int = 4, max_seq_leng
     pooling, top_k = _normalise_pooling(pooling, top_k)
     path = resolve_model_path(base)
     config_kwargs = {"output_hidden_states": True} if pooling == "topk" else None
-    transformer = Transformer(path, max_seq_length=max_seq_length, config_kwargs=config_kwargs)
+    try:
+        transformer = Transformer(path, max_seq_length=max_seq_length, config_kwargs=config_kwargs)
+    except OSError as exc:  # missing files, unknown hub id, no network
+        raise InputNotFoundError(f"cannot load the student base {base}: {' '.join(str(exc).split())[:300]}") from exc
     dim = transformer.get_embedding_dimension()
     if pooling == "topk":
         layers = transformer.model.config.num_hidden_layers

@@ -44,13 +44,14 @@ class Teacher(_PairScorer):
 
     def __init__(self, model_name_or_path: str | Path, task: TaskSpec, max_length: int | None = None,
                  device: str | None = None) -> None:
-        from ..bases import resolve_model_path
+        from ..bases import load_pretrained, resolve_model_path
 
         self.path = resolve_model_path(str(model_name_or_path))
         self.task = task
         self.device = device or default_device()
-        self.tokenizer = AutoTokenizer.from_pretrained(self.path)
-        self.model = AutoModelForSequenceClassification.from_pretrained(self.path).to(self.device).eval()
+        self.tokenizer = load_pretrained(AutoTokenizer, self.path, "teacher tokenizer")
+        self.model = load_pretrained(AutoModelForSequenceClassification, self.path, "cross-encoder teacher")
+        self.model = self.model.to(self.device).eval()
         info_file = Path(self.path) / TEACHER_INFO
         self.info: dict[str, Any] = json.loads(info_file.read_text()) if info_file.is_file() else {}
         self.max_length = max_length or self.info.get("max_length") or task.max_length

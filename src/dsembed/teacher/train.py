@@ -78,7 +78,7 @@ def train_teacher(task: TaskSpec, train: PairDataset, dev: PairDataset, output_d
     let a killed run continue. A finished run asked for more epochs is extended, or refused when
     ``extend`` is False (so that a record never passes one epoch count off as another).
     """
-    from ..bases import resolve_model_path
+    from ..bases import load_pretrained, resolve_model_path
 
     config = config or TeacherConfig()
     output_dir = Path(output_dir)
@@ -96,9 +96,9 @@ def train_teacher(task: TaskSpec, train: PairDataset, dev: PairDataset, output_d
     set_seed(config.seed)
     max_length = config.max_length or task.max_length
     base_path = resolve_model_path(config.base)
-    tokenizer = AutoTokenizer.from_pretrained(base_path)
-    model = AutoModelForSequenceClassification.from_pretrained(
-        base_path, num_labels=task.num_labels,
+    tokenizer = load_pretrained(AutoTokenizer, base_path, "teacher base tokenizer")
+    model = load_pretrained(
+        AutoModelForSequenceClassification, base_path, "teacher base", num_labels=task.num_labels,
         problem_type="regression" if task.kind == "regression" else "single_label_classification")
     args = training_arguments(config, task, output_dir, eval_batch_size=max(32, config.batch_size),
                               show_progress_bar=show_progress_bar,
