@@ -373,6 +373,28 @@ def speed_section() -> list[str]:
     return lines
 
 
+def reliability_section() -> list[str]:
+    """Kill -9 resumes, reader fuzzing and the service soak (records in results/reliability/)."""
+    from dsembed.bench import reliability
+
+    folder = RESULTS / "reliability"
+    tables = {"kill9.json": reliability.kill_table, "fuzz.json": reliability.fuzz_table,
+              "serve_soak.json": reliability.serve_table}
+    lines: list[str] = []
+    for name, table in tables.items():
+        if (folder / name).is_file():
+            lines += table(json.loads((folder / name).read_text()), f"results/reliability/{name}")
+    layout = RESULTS / "layout" / "quick-mrpc" / "rerecord_check.json"
+    if layout.is_file():
+        check = json.loads(layout.read_text())
+        same = sum(row["identical"] for row in check["values"])
+        lines += ["### The package layout changed nothing", "", f"The quick MRPC main job run with the code before the "
+                  f"layout change, re-evaluated by `benchmarks/rerecord.py --check-identical` with the new code: "
+                  f"{same} of {len(check['values'])} metric, fidelity and degradation values identical to the last "
+                  f"digit (`results/layout/quick-mrpc/`).", ""]
+    return ["## Reliability", "", *lines] if lines else []
+
+
 def render() -> str:
     """RESULTS.md as the records under results/ say it should read."""
     out = ["# Results", "",
@@ -387,6 +409,7 @@ def render() -> str:
     out += sweeps_section()
     out += diagnostics_section()
     out += speed_section()
+    out += reliability_section()
     return "\n".join(out).rstrip() + "\n"
 
 
