@@ -6,23 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[2]
-
-
-class _HashTeacher:
-    """A stand-in teacher whose logits are a fixed function of each pair (plus an offset)."""
-
-    def __init__(self, task, offset: float = 0.0, name: str = "hash") -> None:  # noqa: ANN001
-        self.task, self.offset, self.path, self.info = task, offset, name, {"kind": "test"}
-
-    def fingerprint(self) -> str:
-        return f"{self.path}:{self.offset}"
-
-    def predict_logits(self, pairs, batch_size: int = 64, show_progress_bar=None) -> np.ndarray:  # noqa: ANN001
-        values = [[(len(a) % 7) - (len(b) % 5) + self.offset, (len(b) % 3) + self.offset] for a, b in pairs]
-        return np.asarray(values, dtype=np.float32)[:, : self.task.num_labels]
 
 
 def test_carry_weights_round_trip_is_exact_and_verified(tmp_path: Path) -> None:

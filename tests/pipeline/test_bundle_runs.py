@@ -9,28 +9,12 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from conftest import MAX_LEN, MRPC, glue_dir, needs_glue
+from conftest import MAX_LEN, MRPC, HashTeacher, glue_dir, needs_glue
 from dsembed.config import PipelineConfig, StudentConfig, TeacherConfig
 from dsembed.data import PairDataset, load_glue
 from dsembed.errors import RunConfigMismatch, StaleLogitsError
 from dsembed.evaluation import compute_metrics
 from dsembed.teacher import LogitsBundle, Teacher, write_logits_bundle
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-class _HashTeacher:
-    """A stand-in teacher whose logits are a fixed function of each pair (plus an offset)."""
-
-    def __init__(self, task, offset: float = 0.0, name: str = "hash") -> None:  # noqa: ANN001
-        self.task, self.offset, self.path, self.info = task, offset, name, {"kind": "test"}
-
-    def fingerprint(self) -> str:
-        return f"{self.path}:{self.offset}"
-
-    def predict_logits(self, pairs, batch_size: int = 64, show_progress_bar=None) -> np.ndarray:  # noqa: ANN001
-        values = [[(len(a) % 7) - (len(b) % 5) + self.offset, (len(b) % 3) + self.offset] for a, b in pairs]
-        return np.asarray(values, dtype=np.float32)[:, : self.task.num_labels]
 
 
 def _pipeline_data() -> tuple[PairDataset, PairDataset]:
@@ -60,7 +44,7 @@ def test_pipeline_takes_a_carried_bundle_instead_of_a_teacher(binary_teacher: Pa
 
     # a bundle over all training pairs serves a student trained on a sample of them (quick profiles)
     full_train = load_glue(MRPC, "train", data_dir=glue_dir())
-    write_logits_bundle(_HashTeacher(MRPC), full_train, dev, tmp_path / "all", show_progress_bar=False)
+    write_logits_bundle(HashTeacher(MRPC), full_train, dev, tmp_path / "all", show_progress_bar=False)
     sampled = replace(cfg, teacher_logits=str(tmp_path / "all"), max_train_pairs=25,
                                 output_dir=str(tmp_path / "run_sample"))
     assert run_pipeline(sampled)["train_pairs"] == 25
@@ -81,7 +65,7 @@ def test_two_students_train_in_separate_runs_then_one_run_records_both(tiny_base
     from dsembed.pipeline import run_pipeline
 
     train, dev = _pipeline_data()
-    write_logits_bundle(_HashTeacher(MRPC), train, dev, tmp_path / "bundle", show_progress_bar=False)
+    write_logits_bundle(HashTeacher(MRPC), train, dev, tmp_path / "bundle", show_progress_bar=False)
     out = tmp_path / "run"
     cfg = PipelineConfig(task="mrpc", output_dir=str(out), teacher_logits=str(tmp_path / "bundle"),
                          student=StudentConfig(base=tiny_base, epochs=1, batch_size=16, max_length=MAX_LEN, seed=0),

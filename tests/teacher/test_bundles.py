@@ -7,26 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import MRPC, STSB, synthetic_pairs
+from conftest import MRPC, STSB, HashTeacher, synthetic_pairs
 from dsembed.data import PairDataset
 from dsembed.errors import StaleLogitsError
 from dsembed.teacher import LogitsBundle, Teacher, load_logits_bundles, write_logits_bundle
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-class _HashTeacher:
-    """A stand-in teacher whose logits are a fixed function of each pair (plus an offset)."""
-
-    def __init__(self, task, offset: float = 0.0, name: str = "hash") -> None:  # noqa: ANN001
-        self.task, self.offset, self.path, self.info = task, offset, name, {"kind": "test"}
-
-    def fingerprint(self) -> str:
-        return f"{self.path}:{self.offset}"
-
-    def predict_logits(self, pairs, batch_size: int = 64, show_progress_bar=None) -> np.ndarray:  # noqa: ANN001
-        values = [[(len(a) % 7) - (len(b) % 5) + self.offset, (len(b) % 3) + self.offset] for a, b in pairs]
-        return np.asarray(values, dtype=np.float32)[:, : self.task.num_labels]
 
 
 def test_bundle_round_trip_with_real_teacher(binary_teacher: Path, mrpc_train: PairDataset, mrpc_dev: PairDataset,
@@ -48,8 +32,8 @@ def test_bundle_round_trip_with_real_teacher(binary_teacher: Path, mrpc_train: P
 
 def test_ensemble_of_bundles_is_the_mean_and_checks_its_members(tmp_path: Path) -> None:
     train, dev = synthetic_pairs(MRPC, 12, seed=0), synthetic_pairs(MRPC, 6, seed=1)
-    a = write_logits_bundle(_HashTeacher(MRPC, 0.0), train, dev, tmp_path / "a", show_progress_bar=False)
-    b = write_logits_bundle(_HashTeacher(MRPC, 2.0), train, dev, tmp_path / "b", show_progress_bar=False)
+    a = write_logits_bundle(HashTeacher(MRPC, 0.0), train, dev, tmp_path / "a", show_progress_bar=False)
+    b = write_logits_bundle(HashTeacher(MRPC, 2.0), train, dev, tmp_path / "b", show_progress_bar=False)
     both = load_logits_bundles(f"{tmp_path / 'a'},{tmp_path / 'b'}")
     np.testing.assert_allclose(both.train.logits, (a.train.logits + b.train.logits) / 2)
     np.testing.assert_allclose(both.dev.logits, a.dev.logits + 1.0)
@@ -59,11 +43,11 @@ def test_ensemble_of_bundles_is_the_mean_and_checks_its_members(tmp_path: Path) 
     assert len(both.info["members"]) == 2
     both.check_matches(train, dev)
 
-    write_logits_bundle(_HashTeacher(MRPC), synthetic_pairs(MRPC, 12, seed=5), dev, tmp_path / "c",
+    write_logits_bundle(HashTeacher(MRPC), synthetic_pairs(MRPC, 12, seed=5), dev, tmp_path / "c",
                         show_progress_bar=False)
     with pytest.raises(StaleLogitsError, match="different train pairs"):
         load_logits_bundles(f"{tmp_path / 'a'},{tmp_path / 'c'}")
-    stsb = write_logits_bundle(_HashTeacher(STSB), synthetic_pairs(STSB, 12, seed=0),
+    stsb = write_logits_bundle(HashTeacher(STSB), synthetic_pairs(STSB, 12, seed=0),
                                synthetic_pairs(STSB, 6, seed=1), tmp_path / "s", show_progress_bar=False)
     assert stsb.train.logits.shape == (12, 1)
     with pytest.raises(ValueError, match="task stsb"):
@@ -72,7 +56,7 @@ def test_ensemble_of_bundles_is_the_mean_and_checks_its_members(tmp_path: Path) 
 
 def test_bundle_serves_any_subset_of_its_pairs_in_the_data_order(tmp_path: Path) -> None:
     train, dev = synthetic_pairs(MRPC, 30, seed=0), synthetic_pairs(MRPC, 10, seed=1)
-    bundle = write_logits_bundle(_HashTeacher(MRPC, 1.5), train, dev, tmp_path / "b", show_progress_bar=False)
+    bundle = write_logits_bundle(HashTeacher(MRPC, 1.5), train, dev, tmp_path / "b", show_progress_bar=False)
     rows = np.array([17, 3, 25, 3, 0])  # reordered, with a repeat
     part = train.select(rows, source="part")
     aligned = bundle.aligned_to(part, dev)
@@ -92,7 +76,7 @@ def test_bundle_serves_any_subset_of_its_pairs_in_the_data_order(tmp_path: Path)
 
 def test_incomplete_bundle_names_what_is_missing(tmp_path: Path) -> None:
     train, dev = synthetic_pairs(MRPC, 8), synthetic_pairs(MRPC, 4, seed=1)
-    write_logits_bundle(_HashTeacher(MRPC), train, dev, tmp_path / "b", show_progress_bar=False)
+    write_logits_bundle(HashTeacher(MRPC), train, dev, tmp_path / "b", show_progress_bar=False)
     (tmp_path / "b" / "dev.safetensors").unlink()
     with pytest.raises(FileNotFoundError, match="missing dev.safetensors"):
         LogitsBundle.load(tmp_path / "b")
