@@ -54,8 +54,9 @@ def pipeline(
     max_length: Annotated[int | None, typer.Option()] = None,
     data_dir: DataDirOpt = None,
     data_source: Annotated[str, typer.Option(help="auto, local or hub (Hugging Face datasets)")] = "auto",
-    train: TrainOpt = None, dev: DevOpt = None, kind: KindOpt = None, labels: LabelsOpt = None,
-    skip_bad: SkipOpt = False, progress: ProgressOpt = True,
+    train: TrainOpt = None, dev: DevOpt = None,
+    test: Annotated[Path | None, typer.Option(help="own labelled test file: reported, never selected on")] = None,
+    kind: KindOpt = None, labels: LabelsOpt = None, skip_bad: SkipOpt = False, progress: ProgressOpt = True,
     only_student: Annotated[str | None, typer.Option(
         help="dse or label-only: train just that student and stop, so two processes can train the two "
              "students side by side (once the teacher stage is done, or with --teacher-logits); run again "
@@ -70,7 +71,8 @@ def pipeline(
         profile, task=task, output_dir=str(output_dir or Path("runs") / profile / task), teacher_model=teacher,
         teacher_logits=teacher_logits, seed=seed, max_length=max_length, max_train_pairs=max_train_pairs,
         data_dir=str(data_dir) if data_dir else None, data_source=data_source, show_progress_bar=progress,
-        train_file=str(train) if train else None, dev_file=str(dev) if dev else None, kind=kind,
+        train_file=str(train) if train else None, dev_file=str(dev) if dev else None,
+        test_file=str(test) if test else None, kind=kind,
         labels=parse_labels(labels), skip_bad=skip_bad, only_student=only_student,
         teacher={"base": teacher_base, "epochs": teacher_epochs},
         student={"base": student_base, "alpha": alpha, "pooling": pooling, "epochs": student_epochs,
