@@ -32,6 +32,7 @@ from ..training import (
     check_finished_epochs,
     check_run_config,
     fit,
+    main_process_writes,
     metrics_function,
     training_arguments,
 )
@@ -112,7 +113,8 @@ def train_teacher(task: TaskSpec, train: PairDataset, dev: PairDataset, output_d
             "train_pairs": len(train), "dev_metrics": outcome.dev_metrics, "best_checkpoint": outcome.best_checkpoint,
             "dev_curve": outcome.dev_curve, "train_seconds": outcome.train_seconds,
             "train_attempts": outcome.attempts, "resumed_from": outcome.resumed_from}
-    _save_cross_encoder(trainer.model, tokenizer, task, final, info)
+    # a distributed launch: rank 0 writes the model, every rank waits for it
+    main_process_writes(trainer, lambda: _save_cross_encoder(trainer.model, tokenizer, task, final, info))
     return TrainedModel(final, info, "resumed" if outcome.resumed_from else "trained")
 
 
