@@ -108,6 +108,10 @@ def train_teacher(task: TaskSpec, train: PairDataset, dev: PairDataset, output_d
                       eval_dataset=_EncodedPairs(tokenizer, dev, task, max_length),
                       data_collator=DataCollatorWithPadding(tokenizer),
                       compute_metrics=metrics_function(task, teacher=True))
+    # A sequence-classification head averages its loss over the batch it sees, but its forward takes
+    # **kwargs, so the Trainer would treat that mean as a sum over all ranks' items and multiply it by
+    # the number of processes under DDP (and skip the gradient-accumulation division): one rank's mean it is.
+    trainer.model_accepts_loss_kwargs = False
     outcome = fit(trainer, output_dir, resume=resume)
     info = {"task": task.name, "recipe": asdict(config), "base_path": str(base_path), "max_length": max_length,
             "train_pairs": len(train), "dev_metrics": outcome.dev_metrics, "best_checkpoint": outcome.best_checkpoint,
