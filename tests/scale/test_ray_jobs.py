@@ -119,6 +119,20 @@ def test_cli_ray_logits_resume_from_committed_chunks(binary_teacher: Path, pairs
     assert np.array_equal(result.pair_hashes, reference.pair_hashes)
 
 
+@pytest.mark.slow
+def test_an_actor_with_another_teacher_is_refused(binary_teacher: Path) -> None:
+    """Each actor checks it loaded the driver's teacher (a node with another model at that path is refused)."""
+    from dsembed.errors import StaleLogitsError
+    from dsembed.scale.ray_logits import TeacherActor
+    from dsembed.scale.ray_pool import RayOptions, run_pool
+
+    kwargs = {"spec": str(binary_teacher), "task": MRPC, "max_length": None, "device": "cpu",
+              "fingerprint": "another teacher", "batch_size": 4, "threads": 1}
+    with pytest.raises(StaleLogitsError, match="on a Ray worker: .* not the driver's teacher"):
+        list(run_pool(ray, [{"chunk": 0, "a": ["a cat"], "b": ["a dog"]}], TeacherActor, kwargs,
+                      RayOptions(concurrency=1)))
+
+
 # ---- the candidate store ---------------------------------------------------------------------------
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError
+from .. import errors
+from ..errors import ConfigError, DsembedError
 
 logger = logging.getLogger("dsembed.scale")
 
@@ -101,9 +103,26 @@ def run_pool(ray: Any, rows: list[dict[str, Any]], actor: type, constructor_kwar
                         num_gpus=options.num_gpus or None)
     ds.context.execution_options.preserve_order = ordered
     ds.context.enable_progress_bars = progress
-    for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
-        for chunk, blob in zip(batch["chunk"], batch["npy"], strict=True):
-            yield int(chunk), from_npy_bytes(blob)
+    try:
+        for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+            for chunk, blob in zip(batch["chunk"], batch["npy"], strict=True):
+                yield int(chunk), from_npy_bytes(blob)
+    except ray.exceptions.RayError as exc:
+        raise remote_error(exc) from exc
+
+
+_REMOTE_ERROR = re.compile(r"^dsembed\.errors\.(\w+): (.*)$", re.MULTILINE)
+
+
+def remote_error(exc: Exception) -> Exception:
+    """A dsembed error raised in an actor, as that error (a one-line CLI message), not Ray's wrapped traceback."""
+    found = _REMOTE_ERROR.findall(str(exc))
+    if not found:
+        return exc
+    name, message = found[-1]
+    kind = getattr(errors, name, DsembedError)
+    kind = kind if isinstance(kind, type) and issubclass(kind, DsembedError) else DsembedError
+    return kind(f"on a Ray worker: {message}")
 
 
 def chunk_results(chunks: list[int], results: list[np.ndarray]) -> dict[str, np.ndarray]:
