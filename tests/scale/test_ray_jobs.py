@@ -1,8 +1,8 @@
 """The Ray Data jobs on a real local Ray (2 CPUs, started here) and the tiny models: same files as one process.
 
-Teacher logits and the candidate store come out byte for byte as the single-process path writes them
-(the actors run the very same calls on the same chunks, one torch thread each, like the reference); a
-cache or store left half done by either path is finished by the other, computing only what is missing.
+The actors run the very same calls on the same chunks, one torch thread each like the reference, so the
+teacher logits are the same bits (and the file the same tensors and keys) and every store file is the same
+bytes; a cache or store left half done by either path is finished by the other, computing only what is missing.
 """
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ COPIES = ("bfloat16", "int8")
 
 @pytest.fixture(scope="module", autouse=True)
 def local_ray() -> Any:
-    """A real local Ray instance, started by the test (the jobs attach to it)."""
-    ray.init(num_cpus=2, include_dashboard=False)
+    """A real local Ray instance of its own, started by the test (the jobs attach to it)."""
+    ray.init(address="local", num_cpus=2, include_dashboard=False)
     yield
     ray.shutdown()
 
