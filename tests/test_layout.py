@@ -24,6 +24,7 @@ ALLOWED = {
     "serve": {"retrieval", "student", "data"},
     "bench": {"retrieval", "student", "teacher", "data", "evaluation"},
     "pipeline": {"data", "teacher", "student", "evaluation", "training"},
+    "scale": {"teacher", "student", "retrieval", "data"},  # Ray jobs over the single-process writers
     "cli": {"*"},
 }
 

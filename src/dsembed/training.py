@@ -25,9 +25,38 @@ from .config import TrainingSettings
 from .errors import RunConfigMismatch
 from .evaluation import compute_metrics
 from .tasks import TaskSpec
-from .utils import atomic_write_json, recover_atomic_dir
+from .utils import atomic_write_json, default_device, recover_atomic_dir
 
 logger = logging.getLogger("dsembed.training")
+
+
+# --------------------------------------------------------------------------------------------------
+# distributed launches (torchrun / accelerate launch): the Trainer runs DDP, rank 0 alone writes files
+# --------------------------------------------------------------------------------------------------
+
+
+def world_size() -> int:
+    """Processes of this launch (``WORLD_SIZE``, set by torchrun and accelerate launch); 1 for a plain run."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def is_main_process() -> bool:
+    """Whether this process writes the run files (rank 0, or the only process).
+
+    Read from ``RANK`` so that it is known before the Trainer sets up the process group.
+    """
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def main_process_writes(trainer: Trainer, write: Callable[[], None]) -> None:
+    """Run ``write`` on the main process only, then hold every process until it is done.
+
+    The other ranks return only once the final model and record exist, so whatever runs after a
+    distributed training (on any rank) reads complete files.
+    """
+    if trainer.is_world_process_zero():
+        write()
+    trainer.accelerator.wait_for_everyone()
 
 
 def training_arguments(settings: TrainingSettings, task: TaskSpec, output_dir: str | Path, *, eval_batch_size: int,
@@ -56,6 +85,9 @@ def training_arguments(settings: TrainingSettings, task: TaskSpec, output_dir: s
         "dataloader_pin_memory": False,
     }
     values.update(overrides)
+    if world_size() > 1 and default_device() == "cpu":
+        # without this a CPU-only torchrun launch trains one full, independent copy per process
+        values["use_cpu"] = True
     return TrainingArguments(**values)
 
 
@@ -135,8 +167,8 @@ def prepare_resume(output_dir: str | Path) -> Path | None:
 class _WallClock(TrainerCallback):
     """Keeps the training wall time of every attempt, a killed one's too, in ``train_time.json``."""
 
-    def __init__(self, path: Path, before: dict[str, Any], every: float = 10.0) -> None:
-        self.path, self.every = path, every
+    def __init__(self, path: Path, before: dict[str, Any], every: float = 10.0, enabled: bool = True) -> None:
+        self.path, self.every, self.enabled = path, every, enabled
         self.seconds_before = float(before.get("seconds", 0.0))
         self.attempts = int(before.get("attempts", 0)) + 1
         self.start = time.perf_counter()
@@ -147,6 +179,8 @@ class _WallClock(TrainerCallback):
         return self.seconds_before + time.perf_counter() - self.start
 
     def write(self) -> None:
+        if not self.enabled:  # a non-main rank of a distributed run: rank 0 keeps the time
+            return
         atomic_write_json(self.path, {"seconds": self.total, "attempts": self.attempts})
         self.last_write = time.perf_counter()
 
@@ -162,17 +196,21 @@ def fit(trainer: Trainer, output_dir: str | Path, *, resume: bool = True) -> Tra
     """Train (continuing from the newest complete checkpoint when ``resume``), then evaluate the kept best epoch.
 
     With ``resume`` the wall time adds up every earlier attempt in this run folder; without, it starts at 0.
+    In a distributed launch rank 0 alone cleans the folder and keeps the time; every rank then resumes
+    from the same checkpoint (the Trainer itself writes checkpoints from rank 0 only).
     """
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    checkpoint = prepare_resume(output_dir)  # cleans a killed run's leftovers either way
-    if not resume:
-        checkpoint = None
-    if checkpoint is not None:
-        logger.info("resuming %s from %s (step %d)", output_dir, checkpoint.name, _step(checkpoint))
+    main = trainer.is_world_process_zero()
+    if main:
+        prepare_resume(output_dir)  # cleans a killed run's leftovers either way
     clock_file = output_dir / TRAIN_TIME
     before = json.loads(clock_file.read_text()) if resume and clock_file.is_file() else {}
-    clock = _WallClock(clock_file, before)
+    trainer.accelerator.wait_for_everyone()
+    checkpoint = latest_checkpoint(output_dir) if resume else None
+    if checkpoint is not None:
+        logger.info("resuming %s from %s (step %d)", output_dir, checkpoint.name, _step(checkpoint))
+    clock = _WallClock(clock_file, before, enabled=main)
     trainer.add_callback(clock)
     clock.write()
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint is not None else None)
@@ -196,7 +234,8 @@ def check_run_config(folder: str | os.PathLike[str], config: dict[str, Any]) -> 
             raise RunConfigMismatch(f"{folder} was started with other settings (differs in: {', '.join(changed)}); "
                                     "use another output folder or delete this one")
         return
-    atomic_write_json(path, config)
+    if is_main_process():  # the other ranks of a distributed launch check against it when it is there
+        atomic_write_json(path, config)
 
 
 def check_finished_epochs(folder: str | Path, trained: float | None, wanted: float, extend_with: str) -> None:

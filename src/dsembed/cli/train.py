@@ -134,6 +134,14 @@ def teacher_export_logits(
     typer.echo(f"{len(bundle.train.logits)} train + {len(bundle.dev.logits)} dev teacher logits -> {output_dir}")
 
 
+RayOpt = Annotated[str | None, typer.Option(
+    "--ray", metavar="ADDRESS", help="score on a Ray actor pool: local (start, or attach to this machine's Ray), "
+                                     "auto (the running cluster) or HOST:PORT; same cache and output as without")]
+RayWorkersOpt = Annotated[int, typer.Option(help="with --ray: actors in the pool (each loads the model once)")]
+RayCpusOpt = Annotated[float, typer.Option(help="with --ray: CPUs per actor (also its torch threads)")]
+RayGpusOpt = Annotated[float, typer.Option(help="with --ray: GPUs per actor (> 0: the model runs on it)")]
+
+
 def logits(
     task: TaskArg,
     teacher: TeacherSpecOpt,
@@ -144,9 +152,17 @@ def logits(
     data_dir: DataDirOpt = None,
     cache: Annotated[Path | None, typer.Option(help="chunk cache folder (resume point)")] = None,
     chunk_size: Annotated[int, typer.Option(help="pairs per committed chunk: what a kill can lose at most")] = 2048,
+    ray: RayOpt = None,
+    ray_workers: RayWorkersOpt = 2,
+    ray_cpus: RayCpusOpt = 1.0,
+    ray_gpus: RayGpusOpt = 0.0,
     progress: ProgressOpt = True,
 ) -> None:
-    """Compute the teacher's logits on every training pair once (resumable), and store them."""
+    """Compute the teacher's logits on every training pair once (resumable), and store them.
+
+    With --ray the chunks are scored by a Ray actor pool; the cache and the output are the same, so a
+    run with and one without Ray resume each other.
+    """
     setup()
     from ..teacher import compute_teacher_logits, load_teacher
 
@@ -155,8 +171,15 @@ def logits(
     train_ds = train_ds.subset(max_train_pairs, seed=42)
     if chunk_size < 1:
         fail(f"--chunk-size must be at least 1, not {chunk_size}")
-    result = compute_teacher_logits(load_teacher(teacher, spec), train_ds, cache=cache, batch_size=batch_size,
-                                    chunk_size=chunk_size, show_progress_bar=progress)
+    if ray is not None:
+        from ..scale import teacher_logits_ray
+
+        result = teacher_logits_ray(teacher, spec, train_ds, cache=cache, batch_size=batch_size,
+                                    chunk_size=chunk_size, show_progress_bar=progress, address=ray,
+                                    concurrency=ray_workers, num_cpus=ray_cpus, num_gpus=ray_gpus)
+    else:
+        result = compute_teacher_logits(load_teacher(teacher, spec), train_ds, cache=cache, batch_size=batch_size,
+                                        chunk_size=chunk_size, show_progress_bar=progress)
     result.save(output)
     typer.echo(f"{len(result.logits)} teacher logits -> {output}")
 

@@ -29,6 +29,7 @@ from ..training import (
     check_run_config,
     dev_curve_from_checkpoints,
     fit,
+    main_process_writes,
     metrics_function,
     training_arguments,
 )
@@ -176,6 +177,10 @@ def distill(task: TaskSpec, train: PairDataset, dev: PairDataset, output_dir: st
                                   "resumed_from": outcome.resumed_from, "torch_threads": torch.get_num_threads(),
                                   "load_average_after": load_average()})
     final = output_dir / MODEL_DIR
-    model.save(final)
-    atomic_write_json(output_dir / TRAINING_RECORD, model.config.training)
+
+    def write() -> None:
+        model.save(final)
+        atomic_write_json(output_dir / TRAINING_RECORD, model.config.training)
+
+    main_process_writes(trainer, write)  # a distributed launch: rank 0 writes, every rank waits for it
     return TrainedModel(final, model.config.training, "resumed" if outcome.resumed_from else "trained")

@@ -103,52 +103,107 @@ def logits_cache_path(teacher_fingerprint: str, data: PairDataset, root: str | P
     return Path(root or cache_dir() / "logits") / key
 
 
+@dataclass
+class LogitsCache:
+    """One cache entry in progress: ``chunk_{i:06d}_{chunk_size}.npy`` files, each committed atomically.
+
+    The single-process loop and the Ray job (:mod:`dsembed.scale`) both read and commit chunks through
+    this class, so either can resume what the other left.
+    """
+
+    folder: Path
+    rows: int  # pairs in the whole set
+    cols: int  # teacher outputs per pair
+    chunk_size: int
+
+    @property
+    def n_chunks(self) -> int:
+        return (self.rows + self.chunk_size - 1) // self.chunk_size
+
+    def bounds(self, index: int) -> tuple[int, int]:
+        """Pair rows ``[lo, hi)`` of chunk ``index``."""
+        return index * self.chunk_size, min(self.rows, (index + 1) * self.chunk_size)
+
+    def path(self, index: int) -> Path:
+        return self.folder / chunk_name(index, self.chunk_size)
+
+    def load(self, index: int) -> np.ndarray | None:
+        """Chunk ``index`` if it is committed and can be trusted, else None (then it is computed again)."""
+        path = self.path(index)
+        if not path.is_file():
+            return None
+        lo, hi = self.bounds(index)
+        return load_chunk(path, hi - lo, self.cols)
+
+    def commit(self, index: int, part: np.ndarray) -> None:
+        """Atomically write chunk ``index`` (what a killed run keeps)."""
+        lo, hi = self.bounds(index)
+        if part.shape != (hi - lo, self.cols):
+            raise ValueError(f"chunk {index} of {self.folder} needs shape {(hi - lo, self.cols)}, got {part.shape}")
+        atomic_write_bytes(self.path(index), _npy_bytes(part))
+
+
+def open_logits_cache(teacher_fingerprint: str, data: PairDataset, num_labels: int, *,
+                      cache: str | Path | None = None, chunk_size: int = 2048) -> LogitsCache:
+    """The cache entry of (teacher, pairs), ready to take chunks: its folder, its meta file, no leftovers."""
+    folder = logits_cache_path(teacher_fingerprint, data, cache)
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(folder / LOGITS_META, {"teacher_fingerprint": teacher_fingerprint, "pairs": len(data),
+                                             "pairs_fingerprint": data.fingerprint(), "chunk_size": chunk_size})
+    for leftover in folder.glob(".chunk_*.tmp"):  # a kill during an atomic chunk write
+        leftover.unlink(missing_ok=True)
+    return LogitsCache(folder, len(data), num_labels, chunk_size)
+
+
+def cached_teacher_logits(teacher_fingerprint: str, data: PairDataset,
+                          cache: str | Path | None = None) -> TeacherLogits | None:
+    """The finished logits of (teacher, pairs) from the cache, checked against the pairs; None if not there."""
+    final = logits_cache_path(teacher_fingerprint, data, cache) / LOGITS_FILE
+    if not final.is_file():
+        return None
+    stored = TeacherLogits.load(final)
+    stored.check_matches(data, teacher_fingerprint, str(final))
+    logger.info("teacher logits from cache %s", final)
+    return stored
+
+
 def compute_teacher_logits(teacher, data: PairDataset, *, cache: str | Path | None = None,  # noqa: ANN001
                            batch_size: int = 64, chunk_size: int = 2048, show_progress_bar: bool = True,
                            use_cache: bool = True) -> TeacherLogits:
     """Logits of ``teacher`` (a :class:`dsembed.teacher.Teacher`) on every pair, cached and resumable."""
     teacher_fp = teacher.fingerprint()
-    folder = logits_cache_path(teacher_fp, data, cache)
-    final = folder / LOGITS_FILE
-    if use_cache and final.is_file():
-        stored = TeacherLogits.load(final)
-        stored.check_matches(data, teacher_fp, str(final))
-        logger.info("teacher logits from cache %s", final)
+    if use_cache and (stored := cached_teacher_logits(teacher_fp, data, cache)) is not None:
         return stored
-    folder.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(folder / LOGITS_META, {"teacher_fingerprint": teacher_fp, "pairs": len(data),
-                                             "pairs_fingerprint": data.fingerprint(), "chunk_size": chunk_size})
+    entry = open_logits_cache(teacher_fp, data, teacher.task.num_labels, cache=cache, chunk_size=chunk_size)
     pairs = data.pairs()
-    n_chunks = (len(pairs) + chunk_size - 1) // chunk_size
-    for leftover in folder.glob(".chunk_*.tmp"):  # a kill during an atomic chunk write
-        leftover.unlink(missing_ok=True)
-    done = [c for c in range(n_chunks) if use_cache and (folder / _chunk_name(c, chunk_size)).is_file()]
+    done = [c for c in range(entry.n_chunks) if use_cache and entry.path(c).is_file()]
     if done:
-        logger.info("resuming teacher logits in %s: %d of %d chunks already computed", folder, len(done), n_chunks)
+        logger.info("resuming teacher logits in %s: %d of %d chunks already computed", entry.folder, len(done),
+                    entry.n_chunks)
     parts: list[np.ndarray] = []
     with tqdm(total=len(pairs), desc="teacher logits", unit="pair", disable=not show_progress_bar) as bar:
-        for c in range(n_chunks):
-            chunk_file = folder / _chunk_name(c, chunk_size)
-            lo, hi = c * chunk_size, min(len(pairs), (c + 1) * chunk_size)
-            part = _load_chunk(chunk_file, hi - lo, teacher.task.num_labels) if c in done else None
+        for c in range(entry.n_chunks):
+            lo, hi = entry.bounds(c)
+            part = entry.load(c) if c in done else None
             if part is None:
                 part = teacher.predict_logits(pairs[lo:hi], batch_size=batch_size, show_progress_bar=False)
-                atomic_write_bytes(chunk_file, _npy_bytes(part))
+                entry.commit(c, part)
             parts.append(part)
             bar.update(hi - lo)
     logits = np.concatenate(parts) if parts else np.zeros((0, teacher.task.num_labels), np.float32)
     result = TeacherLogits(logits, data.pair_hashes(), teacher_fp, data.fingerprint(), teacher.task.name)
-    result.save(final)
-    for chunk_file in folder.glob("chunk_*.npy"):
+    result.save(entry.folder / LOGITS_FILE)
+    for chunk_file in entry.folder.glob("chunk_*.npy"):
         chunk_file.unlink()
     return result
 
 
-def _chunk_name(index: int, chunk_size: int) -> str:
+def chunk_name(index: int, chunk_size: int) -> str:
+    """File name of a committed chunk; the chunk size is part of it, so a rerun with another size starts over."""
     return f"chunk_{index:06d}_{chunk_size}.npy"
 
 
-def _load_chunk(path: Path, rows: int, cols: int) -> np.ndarray | None:
+def load_chunk(path: Path, rows: int, cols: int) -> np.ndarray | None:
     """A finished chunk, or None when it cannot be trusted (then it is computed again)."""
     try:
         part = np.load(path, allow_pickle=False)

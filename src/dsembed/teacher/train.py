@@ -32,6 +32,7 @@ from ..training import (
     check_finished_epochs,
     check_run_config,
     fit,
+    main_process_writes,
     metrics_function,
     training_arguments,
 )
@@ -107,12 +108,17 @@ def train_teacher(task: TaskSpec, train: PairDataset, dev: PairDataset, output_d
                       eval_dataset=_EncodedPairs(tokenizer, dev, task, max_length),
                       data_collator=DataCollatorWithPadding(tokenizer),
                       compute_metrics=metrics_function(task, teacher=True))
+    # A sequence-classification head averages its loss over the batch it sees, but its forward takes
+    # **kwargs, so the Trainer would treat that mean as a sum over all ranks' items and multiply it by
+    # the number of processes under DDP (and skip the gradient-accumulation division): one rank's mean it is.
+    trainer.model_accepts_loss_kwargs = False
     outcome = fit(trainer, output_dir, resume=resume)
     info = {"task": task.name, "recipe": asdict(config), "base_path": str(base_path), "max_length": max_length,
             "train_pairs": len(train), "dev_metrics": outcome.dev_metrics, "best_checkpoint": outcome.best_checkpoint,
             "dev_curve": outcome.dev_curve, "train_seconds": outcome.train_seconds,
             "train_attempts": outcome.attempts, "resumed_from": outcome.resumed_from}
-    _save_cross_encoder(trainer.model, tokenizer, task, final, info)
+    # a distributed launch: rank 0 writes the model, every rank waits for it
+    main_process_writes(trainer, lambda: _save_cross_encoder(trainer.model, tokenizer, task, final, info))
     return TrainedModel(final, info, "resumed" if outcome.resumed_from else "trained")
 
 
