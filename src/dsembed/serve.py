@@ -111,6 +111,8 @@ def create_app(model: "DSEModel", store: "CandidateStore | str | Path | None" = 
 
     limits = limits or ServeLimits()
     opened = open_store(store, model) if store is not None else None
+    if opened is not None:
+        opened.require_complete()  # an unfinished build or add is not served
     anns = {} if opened is None else {k: load_ann(opened, k) for k in PREFILTER_KINDS if has_ann(opened, k)}
     encode_lock = threading.Lock()
     model.eval()
