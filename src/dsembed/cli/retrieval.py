@@ -250,6 +250,11 @@ def serve(
     max_sentences: int = 256,
     max_pairs: int = 1024,
     max_top_k: int = 1000,
+    encode_batch: Annotated[int, typer.Option(help="sentences encoded per turn of the encoder (fairness)")] = 64,
+    verify: Annotated[bool, typer.Option("--verify/--no-verify", help="check every byte of the store at start")]
+    = True,
+    threads: Annotated[int, typer.Option(help="torch threads (0: one per core); fewer keep a core for requests")]
+    = 0,
     log_level: str = "info",
 ) -> None:
     """Serve encode / score / search over HTTP (FastAPI + uvicorn)."""
@@ -258,8 +263,9 @@ def serve(
     from ..serve import serve as run_server
 
     limits = ServeLimits(max_body_bytes=max_body_bytes, max_sentences=max_sentences, max_pairs=max_pairs,
-                         max_top_k=max_top_k)
-    run_server(load_student(model), store, host=host, port=port, limits=limits, log_level=log_level)
+                         max_top_k=max_top_k, encode_batch=encode_batch)
+    run_server(load_student(model), store, host=host, port=port, limits=limits, log_level=log_level,
+               verify_store=verify, threads=threads)
 
 
 def bench(
