@@ -58,3 +58,6 @@ SPEED_PLOT = "speed.png"
 
 # --- offline bases ------------------------------------------------------------------------------------
 BASE_MANIFEST = ".dsembed-base.json"  # written last into an assembled base folder
+
+# --- reliability ----------------------------------------------------------------------------------------
+SERVE_SOAK_RECORD = "serve_soak.json"  # benchmarks/serve_soak.py: the HTTP service under N clients for T seconds

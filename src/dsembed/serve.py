@@ -1,22 +1,33 @@
 """HTTP scoring service over a student (and optionally a candidate store): encode, score pairs, search.
 
 ``create_app`` builds the FastAPI app (tests use it with a real uvicorn server on 127.0.0.1);
-``serve`` runs it with uvicorn. Handlers are plain ``def`` functions, so FastAPI runs them in its thread
-pool and several requests are served at once; only the tokenizer/encoder call is serialised by a lock
-(Hugging Face fast tokenizers are not safe to call from several threads at once), while the head scoring
-of concurrent requests runs in parallel.
+``serve`` runs it with uvicorn. What keeps it healthy under load:
+
+* ``GET /health`` is an ``async`` route that reads precomputed state: it never waits for the encoder or
+  for a worker thread, so a load balancer sees a busy server as alive.
+* The work endpoints are plain ``def`` functions: FastAPI runs them in its thread pool, off the event
+  loop, and they build their JSON response there too. Only the tokenizer/encoder call is serialised
+  (Hugging Face fast tokenizers are not safe to call from several threads at once), by a FIFO lock taken
+  per batch of ``ServeLimits.encode_batch`` sentences, so a 1,024-pair request lets small requests in
+  between its batches instead of holding the encoder for its whole length. Head scoring runs unlocked.
+* Every text field is checked (:func:`check_text`): a string, valid Unicode (no lone surrogate), no NUL,
+  not blank, not over ``max_chars``; anything else is a 422 that does not echo the input back.
+* A store is opened, required complete (no unfinished ingest) and, by default, verified byte for byte
+  against its checksums before the first request; a damaged row found later answers 503, never a ranking.
 """
 
 import json
 import threading
 import time
+from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import ConfigError, StoreError
+from .errors import ConfigError, CorruptFileError, StoreError
 
 if TYPE_CHECKING:  # pragma: no cover
     from fastapi import FastAPI
@@ -36,6 +47,7 @@ class ServeLimits:
     max_chars: int = 2000
     max_top_k: int = 1000
     max_prefilter: int = 10_000
+    encode_batch: int = 64  # sentences encoded per turn of the encoder lock (big requests yield in between)
 
 
 class BodyLimitMiddleware:
@@ -99,54 +111,154 @@ class BodyLimitMiddleware:
             await self._reject(send, 413, f"request body over {self.max_bytes} bytes")
 
 
-def create_app(model: "DSEModel", store: "CandidateStore | str | Path | None" = None,
-               limits: "ServeLimits | None" = None) -> "FastAPI":
-    """The FastAPI app: ``GET /health``, ``POST /encode``, ``POST /score``, ``POST /search``."""
-    # One function on purpose: the request models and endpoints close over ``limits``, the opened store, its
-    # ANN indexes and the encoder lock; splitting them out would only pass that state around.
-    from fastapi import FastAPI, HTTPException
-    from pydantic import BaseModel, Field, field_validator
+class FairLock:
+    """A FIFO lock: waiters get it in arrival order, and a thread that releases and re-acquires queues behind them.
 
-    from .retrieval import PREFILTER_KINDS, has_ann, load_ann, open_store, rank, resolve_label
+    ``threading.Lock`` makes no such promise (a releasing thread usually wins the lock straight back), so a
+    big request taking the encoder batch after batch could starve small ones.
+    """
 
-    limits = limits or ServeLimits()
-    opened = open_store(store, model) if store is not None else None
-    anns = {} if opened is None else {k: load_ann(opened, k) for k in PREFILTER_KINDS if has_ann(opened, k)}
-    encode_lock = threading.Lock()
-    model.eval()
+    def __init__(self) -> None:
+        self._mutex = threading.Lock()
+        self._waiters: deque[threading.Lock] = deque()
+        self._held = False
 
-    def encode(texts: list[str]) -> np.ndarray:
-        with encode_lock:
-            return np.asarray(model.encode(texts, batch_size=32, show_progress_bar=False), dtype=np.float32)
+    def acquire(self) -> None:
+        with self._mutex:
+            if not self._held and not self._waiters:
+                self._held = True
+                return
+            turn = threading.Lock()
+            turn.acquire()
+            self._waiters.append(turn)
+        turn.acquire()  # released by the holder handing the lock over (``_held`` stays True)
 
-    def check_text(value: str) -> str:
-        if not value.strip():
-            raise ValueError("empty sentence")
-        if len(value) > limits.max_chars:
-            raise ValueError(f"sentence longer than {limits.max_chars} characters")
-        return value
+    def release(self) -> None:
+        with self._mutex:
+            if self._waiters:
+                self._waiters.popleft().release()
+            else:
+                self._held = False
+
+    def __enter__(self) -> "FairLock":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def check_text(value: object, max_chars: int) -> str:
+    """A request's text, or ``ValueError`` (a 422) saying what is wrong with it.
+
+    Kept here until the readers' check (``dsembed.data``) and this one are pointed at one function.
+    """
+    if not isinstance(value, str):
+        raise ValueError(f"expected a string, got {type(value).__name__}")
+    if len(value) > max_chars:
+        raise ValueError(f"sentence longer than {max_chars} characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"text is not valid Unicode (a lone surrogate at character {exc.start})") from None
+    if "\x00" in value:
+        raise ValueError(f"text contains a NUL character (at character {value.index(chr(0))})")
+    if not value.strip():
+        raise ValueError("empty sentence")
+    return value
+
+
+class Encoder:
+    """The student's encoder behind a :class:`FairLock` taken per batch; head scoring outside the lock."""
+
+    def __init__(self, model: "DSEModel", batch: int) -> None:
+        if batch < 1:
+            raise ConfigError(f"encode_batch must be >= 1, got {batch}")
+        self.model = model
+        self.batch = batch
+        self.lock = FairLock()
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        parts = []
+        for lo in range(0, len(texts), self.batch):
+            with self.lock:
+                parts.append(np.asarray(self.model.encode(list(texts[lo:lo + self.batch]), batch_size=32,
+                                                          show_progress_bar=False), dtype=np.float32))
+        return np.concatenate(parts) if parts else np.zeros((0, self.model.embedding_dim), dtype=np.float32)
+
+    def score(self, pairs: Sequence[tuple[str, str]], raw: bool) -> np.ndarray:
+        """Like ``DSEModel.predict``: each distinct sentence encoded once, in batches."""
+        unique: dict[str, int] = {}
+        for a, b in pairs:
+            unique.setdefault(a, len(unique))
+            unique.setdefault(b, len(unique))
+        emb = self.encode(list(unique))
+        ia = np.fromiter((unique[a] for a, _ in pairs), dtype=np.int64, count=len(pairs))
+        ib = np.fromiter((unique[b] for _, b in pairs), dtype=np.int64, count=len(pairs))
+        logits = self.model.head_logits(emb[ia], emb[ib])
+        return logits if raw else self.model.scores_from_logits(logits)
+
+
+def _printable(value: Any) -> Any:
+    """A string that can be sent as UTF-8 JSON (a lone surrogate becomes a ``\\udXXX`` escape)."""
+    return value.encode("utf-8", "backslashreplace").decode("utf-8") if isinstance(value, str) else value
+
+
+async def _invalid_request(request: Any, exc: Any) -> Any:
+    """422 naming each bad field; the input is not echoed back (it may be large, or not encodable as UTF-8)."""
+    from fastapi.responses import JSONResponse
+
+    errors = [{"type": e.get("type"), "loc": [_printable(x) for x in e.get("loc", ())],
+               "msg": _printable(str(e.get("msg", "")))} for e in exc.errors()]
+    return JSONResponse(status_code=422, content={"detail": errors})
+
+
+async def _http_error(request: Any, exc: Any) -> Any:
+    """FastAPI's HTTP errors, except that a body that is not UTF-8 is a 422 like any other invalid text."""
+    from fastapi.exception_handlers import http_exception_handler
+    from fastapi.responses import JSONResponse
+
+    cause = exc.__cause__
+    if exc.status_code == 400 and isinstance(cause, UnicodeDecodeError):  # FastAPI's "error parsing the body"
+        detail = [{"type": "json_invalid", "loc": ["body"], "msg": f"the body is not UTF-8 (byte {cause.start})"}]
+        return JSONResponse(status_code=422, content={"detail": detail})
+    return await http_exception_handler(request, exc)
+
+
+def _request_models(limits: ServeLimits) -> tuple[Any, Any, Any]:
+    """The pydantic bodies of /encode, /score and /search: strict strings, every text through :func:`check_text`."""
+    from pydantic import BaseModel, Field, StrictStr, field_validator
+
+    def text(value: str, where: str) -> str:
+        try:
+            return check_text(value, limits.max_chars)
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}") from None
+
+    def texts(values: list[str], field: str) -> list[str]:
+        return [text(x, f"{field}[{i}]") for i, x in enumerate(values)]
 
     class EncodeRequest(BaseModel):
-        sentences: list[str] = Field(min_length=1, max_length=limits.max_sentences)
+        sentences: list[StrictStr] = Field(min_length=1, max_length=limits.max_sentences)
         normalize: bool = False
 
         @field_validator("sentences")
         @classmethod
         def _texts(cls, value: list[str]) -> list[str]:
-            return [check_text(x) for x in value]
+            return texts(value, "sentences")
 
     class ScoreRequest(BaseModel):
-        pairs: list[tuple[str, str]] = Field(min_length=1, max_length=limits.max_pairs)
+        pairs: list[tuple[StrictStr, StrictStr]] = Field(min_length=1, max_length=limits.max_pairs)
         raw: bool = False
 
         @field_validator("pairs")
         @classmethod
         def _texts(cls, value: list[tuple[str, str]]) -> list[tuple[str, str]]:
-            return [(check_text(a), check_text(b)) for a, b in value]
+            return [(text(a, f"pairs[{i}][0]"), text(b, f"pairs[{i}][1]")) for i, (a, b) in enumerate(value)]
 
     class SearchRequest(BaseModel):
-        query: str | None = None
-        queries: list[str] | None = Field(default=None, min_length=1, max_length=limits.max_queries)
+        query: StrictStr | None = None
+        queries: list[StrictStr] | None = Field(default=None, min_length=1, max_length=limits.max_queries)
         top_k: int = Field(default=10, ge=1, le=limits.max_top_k)
         prefilter: int | None = Field(default=None, ge=1, le=limits.max_prefilter)
         prefilter_kind: str = Field(default="auto", pattern="^(auto|cosine|head)$")
@@ -154,82 +266,140 @@ def create_app(model: "DSEModel", store: "CandidateStore | str | Path | None" = 
         precision: str = Field(default="fp32", pattern="^(fp32|bf16)$")
         label: int | str | None = None
 
-        @field_validator("query")
+        @field_validator("query", "label")
         @classmethod
-        def _query(cls, value: str | None) -> str | None:
-            return None if value is None else check_text(value)
+        def _query(cls, value: Any, info: Any) -> Any:
+            return text(value, info.field_name) if isinstance(value, str) else value
 
         @field_validator("queries")
         @classmethod
         def _queries(cls, value: list[str] | None) -> list[str] | None:
-            return None if value is None else [check_text(x) for x in value]
+            return None if value is None else texts(value, "queries")
+
+    return EncodeRequest, ScoreRequest, SearchRequest
+
+
+def _open_for_serving(model: "DSEModel", store: "CandidateStore | str | Path", verify: bool) -> "CandidateStore":
+    """The store, refused before the first request if it is incomplete or (``verify``) damaged anywhere."""
+    from .retrieval import open_store, verify_store
+
+    opened = open_store(store, model)
+    opened.require_complete()
+    if verify:
+        verify_store(opened)
+    return opened
+
+
+def _search(req: Any, model: "DSEModel", store: "CandidateStore", anns: dict[str, Any], encoder: Encoder) -> dict:
+    """The body of a /search answer; client mistakes are HTTP errors, a damaged row found by the scan a 503."""
+    from fastapi import HTTPException
+
+    from .retrieval import rank, resolve_label
+
+    if (req.query is None) == (req.queries is None):
+        raise HTTPException(status_code=422, detail="give exactly one of 'query' or 'queries'")
+    kind = req.prefilter_kind if req.prefilter_kind != "auto" else ("head" if "head" in anns else "cosine")
+    if req.prefilter is not None and kind not in anns:
+        raise HTTPException(status_code=409, detail=f"the store has no {kind} ANN index; search "
+                            "without 'prefilter' or build one (`dsembed index ann`)")
+    try:
+        resolve_label(model.task, req.label)
+    except ConfigError as exc:
+        raise HTTPException(status_code=422, detail=str(exc)) from None
+    texts = [req.query] if req.query is not None else list(req.queries or [])
+    start = time.perf_counter()
+    u = encoder.encode(texts)
+    try:
+        results = rank(model, u, store, req.top_k, prefilter=req.prefilter, nprobe=req.nprobe,
+                       precision=req.precision, label=req.label,
+                       ann=anns.get(kind) if req.prefilter is not None else None)
+    except CorruptFileError as exc:  # no ranking rather than a wrong one
+        raise HTTPException(status_code=503, detail=str(exc)) from None
+    except StoreError as exc:
+        raise HTTPException(status_code=409, detail=str(exc)) from None
+    elapsed = time.perf_counter() - start
+    payload = [{"query": q, "hits": [h.to_dict() for h in hits]} for q, hits in zip(texts, results, strict=True)]
+    out: dict[str, Any] = {"seconds": elapsed, "count": store.count}
+    if req.query is not None:
+        out.update(payload[0])
+    else:
+        out["results"] = payload
+    return out
+
+
+def create_app(model: "DSEModel", store: "CandidateStore | str | Path | None" = None,
+               limits: "ServeLimits | None" = None, verify_store: bool = True) -> "FastAPI":
+    """The FastAPI app: ``GET /health``, ``POST /encode``, ``POST /score``, ``POST /search``.
+
+    ``verify_store``: read the whole store once against its checksums before serving (seconds per million
+    rows); off, only the cheap checks of opening it run.
+    """
+    from fastapi import FastAPI, HTTPException
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    from .retrieval import PREFILTER_KINDS, has_ann, load_ann
+
+    limits = limits or ServeLimits()
+    opened = _open_for_serving(model, store, verify_store) if store is not None else None
+    anns = {} if opened is None else {k: load_ann(opened, k) for k in PREFILTER_KINDS if has_ann(opened, k)}
+    encoder = Encoder(model, limits.encode_batch)
+    EncodeRequest, ScoreRequest, SearchRequest = _request_models(limits)  # noqa: N806 - classes
+    model.eval()
+    health_body = {"status": "ok", "task": model.task.name, "kind": model.task.kind, "dim": model.embedding_dim,
+                   "store": None if opened is None else {"count": opened.count, "ann": sorted(anns)},
+                   "limits": dict(limits.__dict__)}
 
     app = FastAPI(title="dsembed", version="1", summary="Distilled sentence embeddings: encode, score, search")
-
     app.add_middleware(BodyLimitMiddleware, max_bytes=limits.max_body_bytes)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
 
     @app.get("/health")
-    def health() -> dict[str, Any]:
-        return {"status": "ok", "task": model.task.name, "kind": model.task.kind, "dim": model.embedding_dim,
-                "store": None if opened is None else {"count": opened.count, "ann": sorted(anns)},
-                "limits": limits.__dict__}
+    async def health() -> dict[str, Any]:  # async: answered on the event loop, never behind the encoder
+        return health_body
 
-    @app.post("/encode")
-    def encode_endpoint(req: EncodeRequest) -> dict[str, Any]:
-        emb = encode(req.sentences)
+    @app.post("/encode", response_class=JSONResponse)
+    def encode_endpoint(req: EncodeRequest) -> JSONResponse:
+        emb = encoder.encode(req.sentences)
         if req.normalize:
             emb = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
-        return {"embeddings": emb.tolist(), "dim": int(emb.shape[1])}
+        return JSONResponse({"embeddings": emb.tolist(), "dim": int(emb.shape[1])})  # rendered in this thread
 
-    @app.post("/score")
-    def score_endpoint(req: ScoreRequest) -> dict[str, Any]:
-        with encode_lock:  # predict encodes each distinct sentence once; the tokenizer is not thread-safe
-            values = model.predict([tuple(p) for p in req.pairs], batch_size=32, apply_activation=not req.raw)
-        return {"scores": np.asarray(values, dtype=np.float64).tolist(), "kind": model.task.kind}
+    @app.post("/score", response_class=JSONResponse)
+    def score_endpoint(req: ScoreRequest) -> JSONResponse:
+        values = encoder.score([tuple(p) for p in req.pairs], raw=req.raw)
+        return JSONResponse({"scores": np.asarray(values, dtype=np.float64).tolist(), "kind": model.task.kind})
 
-    @app.post("/search")
-    def search_endpoint(req: SearchRequest) -> dict[str, Any]:
+    @app.post("/search", response_class=JSONResponse)
+    def search_endpoint(req: SearchRequest) -> JSONResponse:
         if opened is None:
             raise HTTPException(status_code=409, detail="this server has no candidate store (start it with --store)")
-        if (req.query is None) == (req.queries is None):
-            raise HTTPException(status_code=422, detail="give exactly one of 'query' or 'queries'")
-        kind = req.prefilter_kind if req.prefilter_kind != "auto" else ("head" if "head" in anns else "cosine")
-        if req.prefilter is not None and kind not in anns:
-            raise HTTPException(status_code=409, detail=f"the store has no {kind} ANN index; search "
-                                "without 'prefilter' or build one (`dsembed index ann`)")
-        try:
-            resolve_label(model.task, req.label)
-        except ConfigError as exc:
-            raise HTTPException(status_code=422, detail=str(exc)) from None
-        texts = [req.query] if req.query is not None else list(req.queries or [])
-        start = time.perf_counter()
-        u = encode(texts)
-        try:
-            results = rank(model, u, opened, req.top_k, prefilter=req.prefilter, nprobe=req.nprobe,
-                           precision=req.precision, label=req.label,
-                           ann=anns.get(kind) if req.prefilter is not None else None)
-        except StoreError as exc:
-            raise HTTPException(status_code=409, detail=str(exc)) from None
-        elapsed = time.perf_counter() - start
-        payload = [{"query": q, "hits": [h.to_dict() for h in hits]} for q, hits in zip(texts, results, strict=True)]
-        out: dict[str, Any] = {"seconds": elapsed, "count": opened.count}
-        if req.query is not None:
-            out.update(payload[0])
-        else:
-            out["results"] = payload
-        return out
+        return JSONResponse(_search(req, model, opened, anns, encoder))
 
     return app
 
 
 def serve(model: "DSEModel | str | Path", store: str | Path | None = None, host: str = "127.0.0.1", port: int = 8000,
-          limits: ServeLimits | None = None, log_level: str = "info") -> None:
-    """Serve a student (a loaded one, or its folder) and optionally a store with uvicorn until interrupted."""
+          limits: ServeLimits | None = None, log_level: str = "info", verify_store: bool = True,
+          threads: int = 0) -> None:
+    """Serve a student (a loaded one, or its folder) and optionally a store with uvicorn until interrupted.
+
+    ``threads``: torch's intra-op threads (0: torch's default, one per core). Fewer leave a core to the
+    event loop and the request threads; on a small machine that keeps /health and small requests quick.
+    """
+    import torch
     import uvicorn
 
     from .student.model import DSEModel
 
+    if threads < 0:
+        raise ConfigError(f"threads must be >= 0, got {threads}")
+    if threads:
+        torch.set_num_threads(threads)
+
     if not isinstance(model, DSEModel):
         model = DSEModel.load(model)
-    app = create_app(model, store, limits)
+    app = create_app(model, store, limits, verify_store=verify_store)
     uvicorn.run(app, host=host, port=port, log_level=log_level)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -159,3 +160,27 @@ def test_server_without_store(tmp_path: Path) -> None:
     client = TestClient(create_app(model))
     res = client.post("/search", json={"query": "a"})
     assert res.status_code == 409 and "no candidate store" in res.json()["detail"]
+
+
+def test_damaged_store_is_refused_at_start_and_never_ranked(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from dsembed.artifacts import STORE_EMBEDDINGS
+    from dsembed.errors import CorruptFileError
+    from dsembed.retrieval import build_store
+    from dsembed.serve import create_app
+
+    model = tiny_student(tmp_path)
+    store = build_store(model, CANDIDATES[:20], tmp_path / "store", show_progress_bar=False)
+    emb = np.memmap(tmp_path / "store" / STORE_EMBEDDINGS, dtype=np.float32, mode="r+", shape=(20, 64))
+    emb[4, 0] = np.nan  # damage after the write-time checks
+    emb.flush()
+    del emb
+    with pytest.raises(CorruptFileError, match=r"embeddings\.f32: row 4 holds NaN"):
+        create_app(model, store.path)
+    client = TestClient(create_app(model, store.path, verify_store=False))  # only the cheap checks at start
+    res = client.post("/search", json={"query": "the dog runs"})
+    assert res.status_code == 503 and "row 4" in res.json()["detail"]
+    bad_label = json.dumps({"query": "the dog", "label": "\ud800"}).encode()  # \u escaped: no UTF-8 for it
+    assert client.post("/search", content=bad_label, headers={"content-type": "application/json"}).status_code == 422
+    assert client.get("/health").json()["status"] == "ok"

@@ -1,4 +1,4 @@
-"""Retrieval commands: ``index build/add/ann/info``, ``search``, ``allpairs``, ``serve``, ``bench``.
+"""Retrieval commands: ``index build/add/ann/info/verify/discard``, ``search``, ``allpairs``, ``serve``, ``bench``.
 
 Registered on the main ``dsembed`` app by :func:`register`.
 """
@@ -64,6 +64,8 @@ def index_build(
     from ..retrieval import build_store
 
     texts, ids = _read_input(input, column, id_column)
+    if not texts:  # checked before the store folder exists: an empty store would refuse the right input later
+        raise ConfigError(f"{input} holds no candidate sentences (only a header?); {store} was not created")
     student = load_student(model)
     st = build_store(student, texts, store, ids=ids, source=str(input), copies=_copies(copies),
                      chunk_size=chunk_size, batch_size=batch_size, show_progress_bar=progress, ann=ann,
@@ -129,6 +131,30 @@ def index_info(store: StoreArg) -> None:
     from ..retrieval import open_store
 
     typer.echo(json.dumps(open_store(store).info(), indent=2, default=str))
+
+
+def index_verify(
+    store: StoreArg,
+    as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
+    progress: ProgressOpt = False,
+) -> None:
+    """Read every byte of a store and check it against the manifest's checksums (exit 2 on any damage)."""
+    from ..retrieval import verify_store
+
+    report = verify_store(store, show_progress_bar=progress)
+    typer.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.summary())
+
+
+def index_discard(store: StoreArg) -> None:
+    """Roll back a store's unfinished build or add (its committed rows are removed)."""
+    from ..retrieval import discard_pending, open_store
+
+    st = open_store(store)
+    if not st.manifest.get("pending"):
+        typer.echo(f"{store} has no unfinished ingest; nothing to do")
+        return
+    dropped = discard_pending(st)
+    typer.echo(f"rolled back {dropped} rows of an unfinished ingest; {store} holds {st.count} rows")
 
 
 def search(
@@ -224,6 +250,11 @@ def serve(
     max_sentences: int = 256,
     max_pairs: int = 1024,
     max_top_k: int = 1000,
+    encode_batch: Annotated[int, typer.Option(help="sentences encoded per turn of the encoder (fairness)")] = 64,
+    verify: Annotated[bool, typer.Option("--verify/--no-verify", help="check every byte of the store at start")]
+    = True,
+    threads: Annotated[int, typer.Option(help="torch threads (0: one per core); fewer keep a core for requests")]
+    = 0,
     log_level: str = "info",
 ) -> None:
     """Serve encode / score / search over HTTP (FastAPI + uvicorn)."""
@@ -232,8 +263,9 @@ def serve(
     from ..serve import serve as run_server
 
     limits = ServeLimits(max_body_bytes=max_body_bytes, max_sentences=max_sentences, max_pairs=max_pairs,
-                         max_top_k=max_top_k)
-    run_server(load_student(model), store, host=host, port=port, limits=limits, log_level=log_level)
+                         max_top_k=max_top_k, encode_batch=encode_batch)
+    run_server(load_student(model), store, host=host, port=port, limits=limits, log_level=log_level,
+               verify_store=verify, threads=threads)
 
 
 def bench(
@@ -276,6 +308,8 @@ def register(app: App) -> None:
     index_app.command("add")(index_add)
     index_app.command("ann")(index_ann)
     index_app.command("info")(index_info)
+    index_app.command("verify")(index_verify)
+    index_app.command("discard")(index_discard)
     app.command("search")(search)
     app.command("allpairs")(allpairs)
     app.command("serve")(serve)

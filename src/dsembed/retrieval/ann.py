@@ -7,7 +7,6 @@ rows they hold, so rows added to the store later are appended on the next :func:
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import threading
@@ -23,6 +22,7 @@ from tqdm.auto import tqdm
 from ..errors import ConfigError, ModelMismatchError, StoreError
 from ..student.head import HeadScorer
 from ..utils import atomic_write_json
+from .manifest import REBUILD_ANN, damaged, read_json
 from .scoring import ranking_key, resolve_label, scorer_for
 from .store import PREFILTER_KINDS, CandidateStore
 
@@ -104,8 +104,11 @@ class HeadSurrogate:
 
     @classmethod
     def load(cls, path: Path) -> HeadSurrogate:
-        with np.load(path) as data:
-            return cls(**{k: data[k] for k in ("r", "w3r", "omega", "tau")}, radius=float(data["radius"]))
+        try:
+            with np.load(path) as data:
+                return cls(**{k: data[k] for k in ("r", "w3r", "omega", "tau")}, radius=float(data["radius"]))
+        except (OSError, ValueError, KeyError, EOFError) as exc:  # zipfile.BadZipFile is an OSError
+            raise damaged(path, f"cannot read the head surrogate ({exc})", REBUILD_ANN) from None
 
 
 @torch.inference_mode()
@@ -347,8 +350,6 @@ def has_ann(store: CandidateStore, kind: str = "cosine") -> bool:
 
 def load_ann(store: CandidateStore, kind: str = "cosine") -> AnnIndex:
     """The store's saved FAISS index of ``kind`` (brought up to date with rows added since it was built)."""
-    import faiss
-
     file, meta_file, sur_file = store.ann_files(kind)
     if not file.is_file():
         raise StoreError(f"{store.path} has no {kind} ANN index; build one with `dsembed index ann` "
@@ -356,17 +357,30 @@ def load_ann(store: CandidateStore, kind: str = "cosine") -> AnnIndex:
     for part in (meta_file, sur_file) if kind == "head" else (meta_file,):
         if not part.is_file():
             raise StoreError(f"{part} is missing: the {kind} ANN index in {store.path} is damaged; rebuild it")
-    meta = json.loads(meta_file.read_text())
+    meta = read_json(meta_file, f"{kind} ANN index metadata", REBUILD_ANN)
+    if not isinstance(meta, dict):
+        raise damaged(meta_file, f"the {kind} ANN index metadata is not a JSON object", REBUILD_ANN)
     if meta.get("model_fingerprint") != store.fingerprint:
         raise ModelMismatchError(f"the ANN index in {store.path} belongs to another model; rebuild it")
     surrogate = HeadSurrogate.load(sur_file) if kind == "head" else None
-    ann = AnnIndex(faiss.read_index(str(file)), meta, surrogate)
+    ann = AnnIndex(read_index(file), meta, surrogate)
     if ann.count > store.count:
         raise StoreError(f"the {kind} ANN index in {store.path} has more rows than the store; rebuild it")
     if ann.count < store.count:
         _extend_ann(store, ann)
     ann.set_params(nprobe=meta.get("nprobe"), ef_search=meta.get("ef_search"))
     return ann
+
+
+def read_index(file: Path) -> Any:
+    """A saved FAISS index; faiss's RuntimeError for a damaged file becomes a one-line error naming it."""
+    import faiss
+
+    try:
+        return faiss.read_index(str(file))
+    except RuntimeError as exc:  # faiss's message ends with what failed, after a C++ location
+        raise damaged(file, f"FAISS cannot read the index ({str(exc).rsplit('Error: ', 1)[-1][:160]})",
+                      REBUILD_ANN) from None
 
 
 def _extend_ann(store: CandidateStore, ann: AnnIndex, chunk_rows: int = 65_536) -> None:

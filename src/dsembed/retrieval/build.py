@@ -1,15 +1,16 @@
 """The only writers of a candidate store: create, append (commit) a chunk, ingest, roll back, build.
 
 A chunk is committed by writing (and fsyncing) its rows to every file and then atomically rewriting the
-manifest's count, so a killed build resumes at the last committed chunk: :func:`ingest` first cuts every
-file back to the committed rows. An ingest is recorded as *pending* in the manifest until its last chunk
-commits, so rerunning the same input continues where it stopped.
+manifest's count together with the chunk's checksum record (:mod:`.manifest`), so a killed build resumes at
+the last committed chunk: :func:`ingest` first cuts every file back to the committed rows. An ingest is
+recorded as *pending* in the manifest until its last chunk commits, so rerunning the same input continues
+where it stopped. Rows are checked before any byte is written (:mod:`.rows`).
 """
 
 from __future__ import annotations
 
-import json
 import logging
+import math
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -17,7 +18,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
 from ..artifacts import (
@@ -34,15 +34,9 @@ from ..errors import ConfigError, StoreError
 from ..student.head import HeadScorer
 from ..utils import atomic_write_json
 from .ann import build_ann, has_ann, sync_ann
-from .store import (
-    PREFILTER_KINDS,
-    STORE_FORMAT,
-    STORE_VERSION,
-    CandidateStore,
-    model_fingerprint,
-    open_store,
-    sentences_fingerprint,
-)
+from .manifest import CHECKSUM, STORE_FORMAT, STORE_VERSION, StoreCorruptError, chunk_record, read_json
+from .rows import check_rows, checked_parts
+from .store import PREFILTER_KINDS, CandidateStore, model_fingerprint, open_store, sentences_fingerprint
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..student.model import DSEModel
@@ -69,19 +63,6 @@ def _truncate(path: Path, size: int) -> None:
     if path.exists() and path.stat().st_size != size:
         with open(path, "r+b") as handle:
             handle.truncate(size)
-
-
-def _to_bf16_bytes(rows: np.ndarray) -> bytes:
-    return torch.from_numpy(np.ascontiguousarray(rows, dtype=np.float32)).to(torch.bfloat16).view(
-        torch.int16).numpy().tobytes()
-
-
-def _int8_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Symmetric per-row int8 quantisation: (codes, scale) with ``rows ~ codes * scale``."""
-    scale = np.abs(rows).max(axis=1).astype(np.float32) / 127.0
-    scale[scale == 0] = 1.0
-    q = np.clip(np.rint(rows / scale[:, None]), -127, 127).astype(np.int8)
-    return q, scale
 
 
 def write_manifest(store: CandidateStore) -> None:
@@ -128,6 +109,8 @@ def create_store(path: str | os.PathLike[str], model: DSEModel,
         "texts_bytes": 0,
         "sources": [],
         "pending": None,
+        "checksum": CHECKSUM,
+        "chunks": [],
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     for name in [STORE_EMBEDDINGS, STORE_PROJECTION, STORE_TEXTS, STORE_OFFSETS, *(STORE_COPIES[c] for c in copies)]:
@@ -140,50 +123,26 @@ def create_store(path: str | os.PathLike[str], model: DSEModel,
     return CandidateStore(path)
 
 
-def _check_rows(store: CandidateStore, emb: np.ndarray, texts: Sequence[str], ids: Sequence[str]) -> None:
-    if emb.ndim != 2 or emb.shape[1] != store.dim:
-        raise StoreError(f"{store.path} expects embeddings of shape [n, {store.dim}], got {emb.shape}")
-    if not (len(emb) == len(texts) == len(ids)):
-        raise StoreError(f"{store.path}: embeddings, texts and ids must have the same length")
-    if not np.isfinite(emb).all():
-        raise StoreError(f"{store.path}: embeddings contain NaN or inf")
-
-
-def _write_copies(store: CandidateStore, emb: np.ndarray, sizes: dict[str, int]) -> None:
-    """Append ``emb`` to each low-precision copy the store keeps."""
-    for copy in store.copies:
-        if copy == "bfloat16":
-            data = _to_bf16_bytes(emb)
-        elif copy == "float16":
-            data = emb.astype(np.float16).tobytes()
-        else:
-            q, scale = _int8_rows(emb)
-            data = q.tobytes()
-            _fsync_append(store.path / STORE_INT8_SCALE, sizes[STORE_INT8_SCALE], scale.tobytes())
-        _fsync_append(store.path / STORE_COPIES[copy], sizes[STORE_COPIES[copy]], data)
-
-
 def append_rows(store: CandidateStore, embeddings: np.ndarray, texts: Sequence[str], ids: Sequence[str],
-                scorer: HeadScorer) -> None:
-    """Commit a chunk: write its rows to every file, then atomically advance the manifest's count."""
+                scorer: HeadScorer, *, first_input_row: int | None = None, source: str = "") -> None:
+    """Commit a chunk: check its rows, write them to every file, then atomically advance the manifest.
+
+    ``first_input_row``/``source``: where the chunk starts in the caller's input, so that a refused row is
+    named as the user knows it (default: the store row it would have become).
+    """
     emb = np.ascontiguousarray(embeddings, dtype=np.float32)
-    _check_rows(store, emb, texts, ids)
-    n0 = store.count
-    sizes = store.expected_sizes(n0)
-    _fsync_append(store.path / STORE_EMBEDDINGS, sizes[STORE_EMBEDDINGS], emb.tobytes())
-    proj = scorer.candidate_proj(emb).astype(np.float32)
-    _fsync_append(store.path / STORE_PROJECTION, sizes[STORE_PROJECTION], proj.tobytes())
-    if "bfloat16" in store.copies:
-        _fsync_append(store.path / STORE_PROJECTION_BF16, sizes[STORE_PROJECTION_BF16], _to_bf16_bytes(proj))
-    _write_copies(store, emb, sizes)
-    lines = [(json.dumps({"id": str(i), "text": t}, ensure_ascii=False) + "\n").encode() for i, t in
-             zip(ids, texts, strict=True)]
+    if not len(emb):
+        check_rows(store, emb, texts, ids, first_input_row, source)
+        return
+    parts = checked_parts(store, emb, texts, ids, scorer, first_input_row, source)
+    sizes = store.expected_sizes()
     base = int(store.manifest["texts_bytes"])
-    offsets = base + np.concatenate([[0], np.cumsum([len(x) for x in lines])[:-1]]).astype(np.uint64)
-    _fsync_append(store.path / STORE_TEXTS, base, b"".join(lines))
-    _fsync_append(store.path / STORE_OFFSETS, sizes[STORE_OFFSETS], offsets.astype(np.uint64).tobytes())
-    store.manifest["count"] = n0 + len(emb)
-    store.manifest["texts_bytes"] = base + sum(len(x) for x in lines)
+    for name, data in parts.items():
+        _fsync_append(store.path / name, base if name == STORE_TEXTS else sizes[name], data)
+    store.manifest["count"] = store.count + len(emb)
+    store.manifest["texts_bytes"] = base + len(parts[STORE_TEXTS])
+    if "chunks" in store.manifest:  # a store written before checksums stays without them
+        store.manifest["chunks"].append(chunk_record(len(emb), parts))
     write_manifest(store)
 
 
@@ -220,7 +179,7 @@ def _begin_ingest(store: CandidateStore, sentences: Sequence[str], ids: Sequence
             "discard it (`dsembed index add --discard-pending`)")
     if pending:
         return pending
-    done = [s for s in store.manifest.get("sources", []) if s["sha256"] == sha]
+    done = [s for s in store.manifest.get("sources", []) if s.get("sha256") == sha]
     if done and not allow_duplicate_source:
         raise StoreError(f"this input was already added to {store.path} (rows {done[0]['start']}.."
                          f"{done[0]['start'] + done[0]['count'] - 1}); pass allow_duplicate_source to add it again")
@@ -234,7 +193,7 @@ def _begin_ingest(store: CandidateStore, sentences: Sequence[str], ids: Sequence
 
 def _append_chunks(store: CandidateStore, sentences: Sequence[str], ids: Sequence[str] | None, start: int,
                    encode: Callable[[list[str]], np.ndarray], scorer: HeadScorer, chunk_size: int,
-                   show_progress_bar: bool) -> None:
+                   show_progress_bar: bool, source: str) -> None:
     """Encode and commit every chunk of ``sentences`` past the rows already committed since ``start``."""
     done_rows = store.count - start
     bar = tqdm(total=len(sentences), initial=done_rows, desc="encoding candidates", unit="sent",
@@ -244,10 +203,21 @@ def _append_chunks(store: CandidateStore, sentences: Sequence[str], ids: Sequenc
             hi = min(lo + chunk_size, len(sentences))
             texts = list(sentences[lo:hi])
             chunk_ids = [str(x) for x in ids[lo:hi]] if ids is not None else [str(start + i) for i in range(lo, hi)]
-            append_rows(store, encode(texts), texts, chunk_ids, scorer)
+            append_rows(store, encode(texts), texts, chunk_ids, scorer, first_input_row=lo, source=source)
             bar.update(hi - lo)
     finally:
         bar.close()
+
+
+def _check_input(sentences: Sequence[str], ids: Sequence[str] | None, chunk_size: int, batch_size: int,
+                 doing: str) -> None:
+    """What an ingest needs, checked before anything is created or written."""
+    if ids is not None and len(ids) != len(sentences):
+        raise ConfigError(f"{len(ids)} ids for {len(sentences)} sentences ({doing})")
+    if not len(sentences):
+        raise ConfigError(f"no sentences given ({doing}); nothing was written")
+    if chunk_size < 1 or batch_size < 1:
+        raise ConfigError(f"chunk_size and batch_size must be >= 1, got {chunk_size} and {batch_size}")
 
 
 def ingest(model: DSEModel, store: CandidateStore, sentences: Sequence[str], ids: Sequence[str] | None = None, *,
@@ -261,19 +231,14 @@ def ingest(model: DSEModel, store: CandidateStore, sentences: Sequence[str], ids
     one finishes (or :func:`discard_pending` rolls it back). The store's ANN indexes are extended after.
     """
     store.check_model(model)
-    if ids is not None and len(ids) != len(sentences):
-        raise ConfigError(f"{len(ids)} ids for {len(sentences)} sentences (adding to {store.path})")
-    if not sentences:
-        raise ConfigError(f"no sentences to add to {store.path}")
-    if chunk_size < 1 or batch_size < 1:
-        raise ConfigError(f"chunk_size and batch_size must be >= 1, got {chunk_size} and {batch_size}")
+    _check_input(sentences, ids, chunk_size, batch_size, f"adding to {store.path}")
     sha = sentences_fingerprint(sentences, ids)
     with store.write_lock:
         _recover(store)
         pending = _begin_ingest(store, sentences, ids, sha, source, allow_duplicate_source)
         start = int(pending["start"])
         _append_chunks(store, sentences, ids, start, encode or _encode_fn(model, batch_size),
-                       HeadScorer(model.head), chunk_size, show_progress_bar)
+                       HeadScorer(model.head), chunk_size, show_progress_bar, source)
         store.manifest.setdefault("sources", []).append(
             {"source": source, "sha256": sha, "start": start, "count": len(sentences),
              "added": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
@@ -281,6 +246,15 @@ def ingest(model: DSEModel, store: CandidateStore, sentences: Sequence[str], ids
         write_manifest(store)
     sync_ann(store)
     return store
+
+
+def _ann_count(meta_file: Path) -> float:
+    """Rows an ANN index holds by its metadata; unreadable metadata counts as too many (the index is dropped)."""
+    try:
+        meta = read_json(meta_file, "ANN index metadata")
+    except StoreCorruptError:
+        return math.inf
+    return meta.get("count", 0) if isinstance(meta, dict) else math.inf
 
 
 def discard_pending(store: CandidateStore) -> int:
@@ -292,16 +266,20 @@ def discard_pending(store: CandidateStore) -> int:
         pending = store.manifest.get("pending")
         if not pending:
             return 0
-        dropped = store.count - int(pending["start"])
+        start = int(pending["start"])
+        dropped = store.count - start
         if dropped:
-            store.manifest["texts_bytes"] = store.text_offset(int(pending["start"]))
-        store.manifest["count"] = int(pending["start"])
+            store.manifest["texts_bytes"] = store.text_offset(start)
+        if store.manifest.get("chunks") is not None:  # the ingest began at a chunk boundary: keep those before it
+            ends = np.cumsum([rec["rows"] for rec in store.manifest["chunks"]])
+            store.manifest["chunks"] = store.manifest["chunks"][:int(np.searchsorted(ends, start, "right"))]
+        store.manifest["count"] = start
         store.manifest["pending"] = None
         write_manifest(store)
         _recover(store)
     for kind in PREFILTER_KINDS:
         meta_file = store.ann_files(kind)[1]
-        if meta_file.is_file() and json.loads(meta_file.read_text()).get("count", 0) > store.count:
+        if meta_file.is_file() and _ann_count(meta_file) > store.count:
             for file in store.ann_files(kind):
                 file.unlink(missing_ok=True)
     return dropped
@@ -322,25 +300,32 @@ def build_store(model: DSEModel, sentences: Sequence[str], path: str | os.PathLi
     of the same input is a no-op.
     """
     path = Path(path)
+    _check_input(sentences, ids, chunk_size, batch_size, f"building {path}")  # before any folder is created
+
+    def fill(store: CandidateStore) -> None:
+        ingest(model, store, sentences, ids, source=source, chunk_size=chunk_size, batch_size=batch_size,
+               show_progress_bar=show_progress_bar)
+
     if (path / STORE_MANIFEST).is_file():
         store = open_store(path, model)
         sha = sentences_fingerprint(sentences, ids)
         pending = store.manifest.get("pending")
-        finished = [s for s in store.manifest.get("sources", []) if s["sha256"] == sha]
+        finished = [s for s in store.manifest.get("sources", []) if s.get("sha256") == sha]
         if finished and not pending:
             logger.info("%s already holds this input (%d rows); nothing to do", path, store.count)
         elif pending and pending["sha256"] == sha:
             logger.info("resuming the build of %s at row %d/%d", path, store.count - pending["start"],
                         pending["total"])
-            ingest(model, store, sentences, ids, source=source, chunk_size=chunk_size, batch_size=batch_size,
-                   show_progress_bar=show_progress_bar)
+            fill(store)
+        elif not pending and store.count == 0 and not store.manifest.get("sources"):
+            logger.info("%s is an empty store (a build that never added a row); filling it", path)
+            fill(store)
         else:
             raise StoreError(f"{path} already holds a store built from other input; use `dsembed index add` to "
                              "append to it, or choose a new folder")
     else:
         store = create_store(path, model, copies=copies)
-        ingest(model, store, sentences, ids, source=source, chunk_size=chunk_size, batch_size=batch_size,
-               show_progress_bar=show_progress_bar)
+        fill(store)
     if ann and ann != "none":
         for kind in ann_kinds:
             if not has_ann(store, kind):

@@ -20,9 +20,11 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from ..artifacts import STORE_COPIES, STORE_EMBEDDINGS, STORE_PROJECTION, STORE_PROJECTION_BF16
 from ..errors import ConfigError, StoreError
 from ..student.head import PRECISIONS, HeadScorer
 from .ann import AnnIndex, has_ann, load_ann
+from .manifest import damaged
 from .scoring import key_to_score, ranking_key, resolve_label, scorer_for
 from .store import CandidateStore, open_store
 
@@ -69,6 +71,30 @@ def _as_queries(model: DSEModel, query: str | Sequence[str] | np.ndarray, batch_
     return np.asarray(model.encode(texts, batch_size=batch_size, show_progress_bar=False), dtype=np.float32), False
 
 
+def _damaged_row(store: CandidateStore, row: int, copy: str | None) -> StoreError:
+    """The store file whose ``row`` makes a head score NaN or inf (finite rows were all that was written)."""
+    emb, proj = store.rows(np.array([row]))
+    if not np.isfinite(emb).all():
+        file = STORE_EMBEDDINGS
+    elif not np.isfinite(proj).all():
+        file = STORE_PROJECTION
+    else:  # the fp32 rows are fine: the bf16 screen read a low-precision copy
+        file = STORE_COPIES[copy] if copy is not None else STORE_PROJECTION_BF16
+    return damaged(store.path / file, f"row {row} holds NaN or inf values, so it cannot be ranked")
+
+
+def _check_finite(store: CandidateStore, key: Tensor, rows: np.ndarray | int, copy: str | None = None) -> None:
+    """Refuse to rank when a candidate's score is not finite (a NaN would sort first); cheap: one pass over keys.
+
+    ``rows``: the store rows of ``key``'s columns, or the first row of a contiguous block.
+    """
+    finite = torch.isfinite(key).all(dim=0)
+    if not bool(finite.all()):
+        col = int(torch.argmin(finite.to(torch.uint8)))
+        row = rows + col if isinstance(rows, int) else int(rows[col])
+        raise _damaged_row(store, row, copy)
+
+
 def _merge_topk(best_key: Tensor, best_idx: Tensor, key: Tensor, offset: int, k: int) -> tuple[Tensor, Tensor]:
     idx = torch.arange(offset, offset + key.shape[1]).expand(key.shape[0], -1)
     all_key = torch.cat([best_key, key], dim=1)
@@ -99,8 +125,9 @@ def scan_topk(scorer: HeadScorer, store: CandidateStore, u: np.ndarray, k: int, 
             else:
                 proj = torch.from_numpy(store.cand_proj(lo, hi))
                 v = torch.from_numpy(store.embeddings(lo, hi))
-            logits = scorer.block_logits(ut, v, proj, precision)
-            best_key, best_idx = _merge_topk(best_key, best_idx, ranking_key(logits, kind, label), lo, k)
+            key = ranking_key(scorer.block_logits(ut, v, proj, precision), kind, label)
+            _check_finite(store, key, lo, copy if precision == "bf16" else None)
+            best_key, best_idx = _merge_topk(best_key, best_idx, key, lo, k)
     return best_key.numpy(), best_idx.numpy()
 
 
@@ -123,6 +150,7 @@ def rescore(scorer: HeadScorer, store: CandidateStore, u: np.ndarray, rows: np.n
         emb, proj = store.rows(valid)
         logits = scorer.block_logits(torch.from_numpy(u[q:q + 1]), torch.from_numpy(emb), torch.from_numpy(proj))[0]
         key = ranking_key(logits, kind, label)
+        _check_finite(store, key[None, :], valid)
         top = torch.topk(key, min(kk, len(valid)))
         n_top = len(top.indices)
         keys[q, :n_top] = top.values.numpy()
@@ -142,7 +170,9 @@ def screen_rows(scorer: HeadScorer, store: CandidateStore, u: np.ndarray, rows: 
         emb, proj = store.rows(valid)
         logits = scorer.block_logits(torch.from_numpy(u[q:q + 1]), torch.from_numpy(emb), torch.from_numpy(proj),
                                      "bf16")[0]
-        top = torch.topk(ranking_key(logits, kind, label), min(k, len(valid))).indices.numpy()
+        key = ranking_key(logits, kind, label)
+        _check_finite(store, key[None, :], valid)
+        top = torch.topk(key, min(k, len(valid))).indices.numpy()
         out[q, :len(top)] = valid[top]
     return out
 
@@ -229,6 +259,7 @@ def rank(model: DSEModel, query: str | Sequence[str] | np.ndarray, store: Candid
     """
     timings = timings if timings is not None else RankTimings()
     store = open_store(store, model)
+    store.require_complete()
     _check_options(top_k, precision, block_rows, batch_size)
     kind = model.task.kind
     lab = resolve_label(model.task, label)
@@ -237,6 +268,8 @@ def rank(model: DSEModel, query: str | Sequence[str] | np.ndarray, store: Candid
     u, single = _as_queries(model, query, batch_size)
     if u.shape[1] != store.dim:
         raise StoreError(f"query embeddings have {u.shape[1]} dims, the store {store.path} {store.dim}")
+    if not np.isfinite(u).all():  # else every candidate scores NaN and the store would be blamed
+        raise ConfigError(f"query {int(np.argmin(np.isfinite(u).all(axis=1)))}'s embedding has NaN or inf values")
     timings.encode += time.perf_counter() - t0
     if store.count == 0:
         return [] if single else [[] for _ in range(len(u))]

@@ -13,6 +13,15 @@ Store layout (a folder; every name comes from :mod:`dsembed.artifacts`)::
 
 A chunk is committed by writing its rows to every file and then atomically rewriting the manifest's count
 (see :mod:`.build`, the only writer), so readers trust the manifest and ignore any bytes past its count.
+
+Opening checks what is cheap enough for every open (a CLI search opens the store once per call): the
+manifest's schema, that every file holds the committed bytes, the offsets file whole (CRC-32 per chunk,
+monotone, inside the texts file: 8 bytes a row, ~20 ms per million rows) and the texts file's last byte.
+The big files (embeddings, projections, copies, texts: ~2 KB a row) are checked in full by
+:func:`dsembed.retrieval.verify.verify_store` (``dsembed index verify``, and once when ``serve`` starts);
+the scan itself refuses a row whose scores are not finite. A store with a pending (unfinished) ingest
+opens, so that the writers can resume or discard it, but :meth:`CandidateStore.require_complete` keeps
+it from being searched.
 """
 
 from __future__ import annotations
@@ -40,15 +49,22 @@ from ..artifacts import (
     STORE_TEXTS,
 )
 from ..errors import ConfigError, ModelMismatchError, StoreError
+from .manifest import (
+    REBUILD_ANN,
+    checksum,
+    chunks,
+    damaged,
+    hex32,
+    read_json,
+    read_manifest,
+    row_bytes,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..student.model import DSEModel
 
-STORE_FORMAT = "dsembed-candidate-store"
-STORE_VERSION = 1
 # The ANN prefilter kinds; defined with the store's file layout because info() lists each kind's files.
 PREFILTER_KINDS = ("cosine", "head")
-COPY_BYTES = {"bfloat16": 2, "float16": 2, "int8": 1}  # bytes per value of each low-precision copy
 
 
 # --------------------------------------------------------------------------------------------------
@@ -101,30 +117,41 @@ def _memmap(path: Path, dtype: Any, rows: int, cols: int, mode: str = "c") -> np
     """A [rows, cols] view of a raw file (copy-on-write mode: writable for torch, never written back)."""
     if rows == 0:
         return np.zeros((0, cols), dtype=dtype)
-    return np.memmap(path, dtype=dtype, mode=mode, shape=(rows, cols))
+    try:
+        return np.memmap(path, dtype=dtype, mode=mode, shape=(rows, cols))
+    except (OSError, ValueError) as exc:  # removed or cut short since the store was opened
+        raise damaged(path, f"cannot map {rows} committed rows ({exc})") from None
+
+
+def read_range(file: Path, start: int, stop: int) -> bytes:
+    """Bytes ``[start, stop)`` of a store file; a missing or short file is a one-line error naming it."""
+    try:
+        with open(file, "rb") as handle:
+            handle.seek(start)
+            data = handle.read(stop - start)
+    except OSError as exc:
+        raise damaged(file, f"cannot read it ({exc.strerror or exc})") from None
+    if len(data) != stop - start:
+        raise damaged(file, f"it ends at byte {start + len(data)}, before the committed byte {stop}")
+    return data
 
 
 class CandidateStore:
     """An on-disk, append-only set of encoded candidates for one model (see the module docstring).
 
-    Opening validates the manifest and that every file holds at least the committed rows; creating and
-    appending are :func:`dsembed.retrieval.build.create_store` and :func:`~dsembed.retrieval.build.append_rows`.
+    Opening validates the manifest, that every file holds at least the committed rows, and the offsets
+    (given ``model``, its identity first); creating and appending are
+    :func:`dsembed.retrieval.build.create_store` and :func:`~dsembed.retrieval.build.append_rows`.
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], model: DSEModel | None = None) -> None:
         self.path = Path(path)
-        manifest_path = self.path / STORE_MANIFEST
-        if not manifest_path.is_file():
-            raise StoreError(f"{self.path} is not a dsembed candidate store ({STORE_MANIFEST} is missing); "
-                             "build one with `dsembed index build`")
-        manifest = json.loads(manifest_path.read_text())
-        if manifest.get("format") != STORE_FORMAT:
-            raise StoreError(f"{manifest_path} is not a dsembed candidate store manifest")
-        if manifest.get("version", 0) > STORE_VERSION:
-            raise StoreError(f"{self.path} was written by a newer dsembed (store version {manifest['version']})")
-        self.manifest: dict[str, Any] = manifest
+        self.manifest: dict[str, Any] = read_manifest(self.path)
         self.write_lock = threading.Lock()  # held by the writers in .build while they change files
+        if model is not None:  # before the sizes: a manifest edited to another width fails as what it is
+            self.check_model(model)
         self._check_sizes()
+        self._check_offsets()
 
     # -- properties -----------------------------------------------------------------------------------
     @property
@@ -159,30 +186,62 @@ class CandidateStore:
                 f"store {self.path} was built with another model (fingerprint {self.fingerprint[:12]}, "
                 f"base {built.get('base_model')!r}, task {built.get('task')!r}); this model's fingerprint is "
                 f"{got[:12]}. Rebuild the store with this model (`dsembed index build`).")
+        widths = {"embedding_dim": int(model.embedding_dim), "hidden": int(model.head.dense.out_features)}
+        for key, want in widths.items():
+            if self.manifest[key] != want:
+                raise ModelMismatchError(
+                    f"{self.path / STORE_MANIFEST}: {key} is {self.manifest[key]} but the model's is {want}, although "
+                    "the model fingerprint matches: the manifest was edited or damaged; rebuild the store")
+
+    def require_complete(self) -> None:
+        """Refuse to search a store whose last ingest is unfinished (its rows are a partial input)."""
+        pending = self.manifest.get("pending")
+        if pending:
+            done, source = self.count - int(pending["start"]), pending.get("source") or "an input"
+            raise StoreError(
+                f"{self.path / STORE_MANIFEST}: the store has an unfinished ingest of {source!r} ({done}/"
+                f"{pending['total']} rows committed), so it is not searched: re-run the same `dsembed index build` "
+                f"or `dsembed index add` to resume it, or roll it back with `dsembed index discard {self.path}`")
 
     # -- file layout ----------------------------------------------------------------------------------
     def expected_sizes(self, count: int | None = None) -> dict[str, int]:
         """Bytes each fixed-width file holds for ``count`` rows (default: the committed rows)."""
         n = self.count if count is None else count
-        sizes = {STORE_EMBEDDINGS: n * self.dim * 4, STORE_PROJECTION: n * self.hidden * 4, STORE_OFFSETS: n * 8}
-        for copy in self.copies:
-            sizes[STORE_COPIES[copy]] = n * self.dim * COPY_BYTES[copy]
-        if "int8" in self.copies:
-            sizes[STORE_INT8_SCALE] = n * 4
-        if "bfloat16" in self.copies:
-            sizes[STORE_PROJECTION_BF16] = n * self.hidden * 2
-        return sizes
+        return {name: n * width for name, width in row_bytes(self.manifest).items()}
 
     def _check_sizes(self) -> None:
-        for name, size in self.expected_sizes().items():
+        sizes = {**self.expected_sizes(), STORE_TEXTS: int(self.manifest["texts_bytes"])}
+        for name, size in sizes.items():
             file = self.path / name
-            actual = file.stat().st_size if file.exists() else -1
+            if not file.is_file():
+                raise damaged(file, f"the file is missing (the manifest commits {size} bytes of it)")
+            actual = file.stat().st_size
             if actual < size:
-                raise StoreError(f"{file} holds {max(actual, 0)} bytes but the manifest commits {size}: the store "
-                                 "is damaged; rebuild it")
-        texts = self.path / STORE_TEXTS
-        if texts.stat().st_size < int(self.manifest["texts_bytes"]):
-            raise StoreError(f"{texts} is shorter than the manifest says: the store is damaged; rebuild it")
+                raise damaged(file, f"it holds {actual} bytes but the manifest commits {size}")
+        if sizes[STORE_TEXTS] and read_range(self.path / STORE_TEXTS, sizes[STORE_TEXTS] - 1,
+                                             sizes[STORE_TEXTS]) != b"\n":
+            raise damaged(self.path / STORE_TEXTS, "the last committed record does not end with a newline")
+
+    def _check_offsets(self) -> None:
+        """The whole offsets file: its CRC-32 per chunk, then start at 0, increasing, inside the texts file."""
+        n, file = self.count, self.path / STORE_OFFSETS
+        if n == 0:
+            return
+        raw = read_range(file, 0, n * 8)
+        offsets = np.frombuffer(raw, dtype=np.uint64).astype(np.int64)
+        for chunk in chunks(self.manifest) or []:
+            if hex32(checksum(raw[chunk.row_start * 8:chunk.row_stop * 8])) != chunk.crc[STORE_OFFSETS]:
+                raise damaged(file, f"{chunk.rows} differ from their checksum in {STORE_MANIFEST}")
+            if offsets[chunk.row_start] != chunk.text_start:
+                raise damaged(file, f"{chunk.rows} do not start at byte {chunk.text_start} of {STORE_TEXTS}")
+        ok = np.ones(n, dtype=bool)  # row i's offset is where row i-1's record ends or later, inside the texts
+        ok[0] = offsets[0] == 0
+        ok[1:] = offsets[1:] > offsets[:-1]
+        ok &= offsets < int(self.manifest["texts_bytes"])
+        if not ok.all():
+            bad = int(np.argmin(ok))
+            raise damaged(file, f"the offset of row {bad} ({offsets[bad]}) is not after the previous row's inside "
+                                f"{STORE_TEXTS}")
 
     def ann_files(self, kind: str) -> tuple[Path, Path, Path]:
         """(index, metadata, surrogate) files of the store's ANN prefilter index of ``kind``."""
@@ -237,6 +296,16 @@ class CandidateStore:
         """Byte offset of committed ``row`` in the texts file."""
         return int(_memmap(self.path / STORE_OFFSETS, np.uint64, self.count, 1)[row, 0])
 
+    def parse_record(self, line: bytes, row: int) -> tuple[str, str]:
+        """(id, text) of one texts line; anything else is a damaged texts file, named with the row."""
+        try:
+            obj = json.loads(line.decode("utf-8"))
+            if not line.endswith(b"\n") or not isinstance(obj, dict) or not isinstance(obj["text"], str):
+                raise ValueError("not a record")
+            return str(obj["id"]), obj["text"]
+        except (ValueError, KeyError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+            raise damaged(self.path / STORE_TEXTS, f"row {row} is not an id/text record ({exc})") from None
+
     def records(self, indices: Sequence[int] | np.ndarray) -> list[tuple[str, str]]:
         """(id, text) of rows, read through the offsets file (no full load of the texts)."""
         offsets = _memmap(self.path / STORE_OFFSETS, np.uint64, self.count, 1)
@@ -247,31 +316,33 @@ class CandidateStore:
                 if not 0 <= i < self.count:
                     raise IndexError(f"row {i} out of range for a store of {self.count}")
                 handle.seek(int(offsets[i, 0]))
-                obj = json.loads(handle.readline())
-                out.append((str(obj["id"]), obj["text"]))
+                out.append(self.parse_record(handle.readline(), i))
         return out
 
     def ids(self) -> list[str]:
         """Every candidate id in row order (reads the whole texts file)."""
-        out = []
         with open(self.path / STORE_TEXTS, "rb") as handle:
-            for _ in range(self.count):
-                out.append(str(json.loads(handle.readline())["id"]))
-        return out
+            return [self.parse_record(handle.readline(), row)[0] for row in range(self.count)]
 
     def info(self) -> dict[str, Any]:
         """The manifest plus file sizes and ANN state, for `dsembed index info`."""
         out = dict(self.manifest)
+        out.pop("chunks", None)  # one checksum record per chunk: for `dsembed index verify`, not for reading
+        out["chunks"] = len(self.manifest.get("chunks") or [])
         out["path"] = str(self.path)
         out["bytes"] = {p.name: p.stat().st_size for p in sorted(self.path.iterdir()) if p.is_file()}
         metas = {kind: self.ann_files(kind)[1] for kind in PREFILTER_KINDS}
-        out["ann"] = {kind: json.loads(meta.read_text()) for kind, meta in metas.items() if meta.is_file()}
+        out["ann"] = {kind: read_json(meta, f"{kind} ANN index metadata", REBUILD_ANN) for kind, meta in metas.items()
+                      if meta.is_file()}
         return out
 
 
 def open_store(path: str | os.PathLike[str] | CandidateStore, model: DSEModel | None = None) -> CandidateStore:
     """Open a store (and, given ``model``, refuse it when it was built with another model)."""
-    store = path if isinstance(path, CandidateStore) else CandidateStore(path)
-    if model is not None:
-        store.check_model(model)
-    return store
+    if isinstance(path, CandidateStore):
+        if model is not None:
+            path.check_model(model)
+        return path
+    return CandidateStore(path, model)
+
+
