@@ -62,6 +62,10 @@ class ModelMismatchError(StoreError):
     """The store was built with another model: its embeddings and precomputation do not fit this one."""
 
 
+class StoreCorruptError(StoreError, CorruptFileError):
+    """A store file is damaged: caught as a :class:`StoreError` (store problem) or a :class:`CorruptFileError`."""
+
+
 class WeightsIntegrityError(DsembedError, RuntimeError):
     """A file's sha256 differs from the pinned digest (truncated download, corrupt cache, tampering).
 

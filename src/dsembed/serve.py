@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .data.validate import text_problem
 from .errors import ConfigError, CorruptFileError, StoreError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -151,18 +152,15 @@ class FairLock:
 def check_text(value: object, max_chars: int) -> str:
     """A request's text, or ``ValueError`` (a 422) saying what is wrong with it.
 
-    Kept here until the readers' check (``dsembed.data``) and this one are pointed at one function.
+    Unicode and NUL follow the same rule as every file reader (``dsembed.data.validate``).
     """
     if not isinstance(value, str):
         raise ValueError(f"expected a string, got {type(value).__name__}")
     if len(value) > max_chars:
         raise ValueError(f"sentence longer than {max_chars} characters")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise ValueError(f"text is not valid Unicode (a lone surrogate at character {exc.start})") from None
-    if "\x00" in value:
-        raise ValueError(f"text contains a NUL character (at character {value.index(chr(0))})")
+    problem = text_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
     if not value.strip():
         raise ValueError("empty sentence")
     return value

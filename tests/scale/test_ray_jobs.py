@@ -209,3 +209,22 @@ def test_ray_store_resumes_at_the_last_committed_chunk(student_path: Path, texts
     assert store.records(range(len(texts))) == open_store(reference_store).records(range(len(texts)))
     assert _manifest(path)["pending"] is None and _manifest(path)["count"] == len(texts)
     assert (path / STORE_EMBEDDINGS).stat().st_size == (reference_store / STORE_EMBEDDINGS).stat().st_size
+
+
+def test_cli_index_build_with_ray_is_the_plain_build(student_path: Path, texts: list[str], tmp_path: Path) -> None:
+    """``dsembed index build --ray local`` and the same command without it write the same store files."""
+    from typer.testing import CliRunner
+
+    from dsembed.cli import app
+
+    source = tmp_path / "candidates.txt"
+    source.write_text("\n".join(texts) + "\n")
+    common = [str(student_path), str(source)]
+    options = ["--copies", ",".join(COPIES), "--chunk-size", str(CHUNK), "--batch-size", "4", "--ann", "none",
+               "--no-progress"]
+    plain = CliRunner().invoke(app, ["index", "build", *common, str(tmp_path / "plain"), *options])
+    assert plain.exit_code == 0, plain.output
+    rayed = CliRunner().invoke(app, ["index", "build", *common, str(tmp_path / "ray"), *options, "--ray", "local",
+                                     "--ray-workers", "2"])
+    assert rayed.exit_code == 0, rayed.output
+    assert _files(tmp_path / "ray") == _files(tmp_path / "plain")

@@ -28,6 +28,13 @@ DataDirOpt = Annotated[Path | None, typer.Option(help="folder with GLUE TSVs (de
 SkipOpt = Annotated[bool, typer.Option("--skip-bad", help="skip malformed rows (their count is reported)")]
 ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help="progress bars")]
 
+RayOpt = Annotated[str | None, typer.Option(
+    "--ray", metavar="ADDRESS", help="run on a Ray actor pool: local (start, or attach to this machine's Ray), "
+                                     "auto (the running cluster) or HOST:PORT; same cache and output as without")]
+RayWorkersOpt = Annotated[int, typer.Option(help="with --ray: actors in the pool (each loads the model once)")]
+RayCpusOpt = Annotated[float, typer.Option(help="with --ray: CPUs per actor (also its torch threads)")]
+RayGpusOpt = Annotated[float, typer.Option(help="with --ray: GPUs per actor (> 0: the model runs on it)")]
+
 
 def fail(message: str) -> NoReturn:
     """Stop the command with a one-line error and exit code 2."""

@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from ..errors import ConfigError
-from .common import App, ModelArg, ProgressOpt, load_student, setup
+from .common import App, ModelArg, ProgressOpt, RayCpusOpt, RayGpusOpt, RayOpt, RayWorkersOpt, load_student, setup
 
 StoreArg = Annotated[Path, typer.Argument(help="a candidate store folder (see `dsembed index build`)")]
 ColumnOpt = Annotated[str | None, typer.Option(help="text column (.tsv/.csv) or key (.jsonl); default 'sentence'")]
@@ -57,19 +57,32 @@ def index_build(
     = "head",
     chunk_size: Annotated[int, typer.Option(help="sentences encoded and committed per chunk")] = 1024,
     batch_size: int = 32,
+    ray: RayOpt = None,
+    ray_workers: RayWorkersOpt = 2,
+    ray_cpus: RayCpusOpt = 1.0,
+    ray_gpus: RayGpusOpt = 0.0,
     progress: ProgressOpt = True,
 ) -> None:
-    """Encode a candidate file into a store (resumes an interrupted build of the same input)."""
+    """Encode a candidate file into a store (resumes an interrupted build of the same input).
+
+    With --ray the chunks are encoded by a Ray actor pool and committed here, in order: the same store,
+    and a build with Ray and one without resume each other.
+    """
     setup()
     from ..retrieval import build_store
 
     texts, ids = _read_input(input, column, id_column)
     if not texts:  # checked before the store folder exists: an empty store would refuse the right input later
         raise ConfigError(f"{input} holds no candidate sentences (only a header?); {store} was not created")
-    student = load_student(model)
-    st = build_store(student, texts, store, ids=ids, source=str(input), copies=_copies(copies),
-                     chunk_size=chunk_size, batch_size=batch_size, show_progress_bar=progress, ann=ann,
-                     ann_kinds=_kinds(ann_kind))
+    options = {"ids": ids, "source": str(input), "copies": _copies(copies), "chunk_size": chunk_size,
+               "batch_size": batch_size, "show_progress_bar": progress, "ann": ann, "ann_kinds": _kinds(ann_kind)}
+    if ray is not None:
+        from ..scale import build_store_ray
+
+        st = build_store_ray(model, texts, store, address=ray, concurrency=ray_workers, num_cpus=ray_cpus,
+                             num_gpus=ray_gpus, **options)
+    else:
+        st = build_store(load_student(model), texts, store, **options)
     typer.echo(f"{st.count} candidates in {store}" + (f" (+ANN {ann})" if ann != "none" else ""))
 
 

@@ -20,6 +20,10 @@ from .common import (
     KindOpt,
     LabelsOpt,
     ProgressOpt,
+    RayCpusOpt,
+    RayGpusOpt,
+    RayOpt,
+    RayWorkersOpt,
     SkipOpt,
     TaskArg,
     TrainOpt,
@@ -132,14 +136,6 @@ def teacher_export_logits(
     bundle = write_logits_bundle(load_teacher(teacher, spec), train_ds, dev_ds, output_dir, batch_size=batch_size,
                                  show_progress_bar=progress)
     typer.echo(f"{len(bundle.train.logits)} train + {len(bundle.dev.logits)} dev teacher logits -> {output_dir}")
-
-
-RayOpt = Annotated[str | None, typer.Option(
-    "--ray", metavar="ADDRESS", help="score on a Ray actor pool: local (start, or attach to this machine's Ray), "
-                                     "auto (the running cluster) or HOST:PORT; same cache and output as without")]
-RayWorkersOpt = Annotated[int, typer.Option(help="with --ray: actors in the pool (each loads the model once)")]
-RayCpusOpt = Annotated[float, typer.Option(help="with --ray: CPUs per actor (also its torch threads)")]
-RayGpusOpt = Annotated[float, typer.Option(help="with --ray: GPUs per actor (> 0: the model runs on it)")]
 
 
 def logits(

@@ -27,7 +27,7 @@ from ..artifacts import (
     STORE_PROJECTION_BF16,
     STORE_TEXTS,
 )
-from ..errors import CorruptFileError, StoreError
+from ..errors import StoreCorruptError, StoreError
 
 STORE_FORMAT = "dsembed-candidate-store"
 STORE_VERSION = 1
@@ -35,10 +35,6 @@ CHECKSUM = "crc32"  # the manifest's name for the per-chunk checksum (a key of e
 COPY_BYTES = {"bfloat16": 2, "float16": 2, "int8": 1}  # bytes per value of each low-precision copy
 REBUILD = "the store is damaged; rebuild it (`dsembed index build` into a new folder)"
 REBUILD_ANN = "the ANN index is damaged; rebuild it (`dsembed index ann`)"
-
-
-class StoreCorruptError(StoreError, CorruptFileError):
-    """A store file is damaged: caught as a :class:`StoreError` (store problem) or a :class:`CorruptFileError`."""
 
 
 def damaged(file: Path, problem: str, fix: str = REBUILD) -> StoreCorruptError:
