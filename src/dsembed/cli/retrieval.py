@@ -71,9 +71,7 @@ def index_build(
     setup()
     from ..retrieval import build_store
 
-    texts, ids = _read_input(input, column, id_column)
-    if not texts:  # checked before the store folder exists: an empty store would refuse the right input later
-        raise ConfigError(f"{input} holds no candidate sentences (only a header?); {store} was not created")
+    texts, ids = _read_input(input, column, id_column)  # an input without sentences stops here: no store folder
     options = {"ids": ids, "source": str(input), "copies": _copies(copies), "chunk_size": chunk_size,
                "batch_size": batch_size, "show_progress_bar": progress, "ann": ann, "ann_kinds": _kinds(ann_kind)}
     if ray is not None:
