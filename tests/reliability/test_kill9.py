@@ -99,10 +99,17 @@ def _kill_and_resume(command: str, args: list[str], out: Path, moments: list[tup
             result_of() == reference
         OUTCOMES.append({"command": command, "moment": moment, "killed": killed.returncode == -9,
                          "rerun_exit_code": finished.returncode, "resumed_identical": identical})
-        assert killed.returncode == -9, f"{command}: the fault {fault} never fired ({killed.returncode})"
+        _assert_fired(command, fault, killed)
         assert identical, f"{command} killed {moment} then re-run differs from an uninterrupted run"
         if after_rerun is not None:
             after_rerun(moment)
+
+
+def _assert_fired(command: str, fault: str, killed: subprocess.CompletedProcess[str]) -> None:
+    """A named moment must be reached; a random one may come after a fast run has already finished."""
+    if fault.startswith("time:") and killed.returncode == 0:
+        return
+    assert killed.returncode == -9, f"{command}: the fault {fault} never fired ({killed.returncode})"
 
 
 def _random_moments(seconds: float, seed: int) -> list[tuple[str, str]]:
@@ -180,7 +187,8 @@ def test_logits_survive_kill9(work: dict[str, Any], tmp_path: Path) -> None:
         identical = _same_tensors(fresh_cache_then_logits(), reference)
         OUTCOMES.append({"command": "logits", "moment": moment, "killed": killed.returncode == -9,
                          "rerun_exit_code": finished.returncode, "resumed_identical": identical})
-        assert killed.returncode == -9 and identical, (moment, killed.returncode)
+        _assert_fired("logits", fault, killed)
+        assert identical, moment
 
 
 def test_index_build_survives_kill9(work: dict[str, Any], distilled_dir: Path, tmp_path: Path) -> None:
