@@ -22,6 +22,7 @@ ALLOWED = {
     "student": {"data", "evaluation", "training"},
     "retrieval": {"student", "data"},
     "serve": {"retrieval", "student", "data"},
+    "export": {"student", "retrieval"},  # retrieval: the source student's store fingerprint in the export record
     "bench": {"retrieval", "student", "teacher", "data", "evaluation"},
     "pipeline": {"data", "teacher", "student", "evaluation", "training"},
     "cli": {"*"},

@@ -26,6 +26,14 @@ ST_MODULES = "modules.json"  # sentence-transformers' module list
 HF_CONFIG = "config.json"  # a transformers model config
 WEIGHTS = "model.safetensors"
 
+# --- ONNX export (its own folder: onnx/ inside the student by default, or anywhere with -o) ---------
+ONNX_DIR = "onnx"  # default export folder inside a student folder
+ONNX_INFO = "dsembed_onnx.json"  # what the export is: task, pooling, dims, opset, graphs, source student, parity
+ONNX_ENCODER = "encoder.onnx"  # token ids -> sentence embedding: transformer AND pooling in one graph
+ONNX_ENCODER_INT8 = "encoder.int8.onnx"  # the same graph, weights dynamically quantised to int8
+ONNX_HEAD = "head.onnx"  # (u, v) -> logits: the pair head (kept fp32 in every variant)
+EXPORT_BENCH_RECORD = "backends.json"  # benchmarks/export_bench.py: torch vs ONNX fp32 vs ONNX int8
+
 # --- teacher logits -----------------------------------------------------------------------------------
 LOGITS_FILE = "logits.safetensors"  # one cache entry (teacher x pairs)
 LOGITS_META = "meta.json"
