@@ -46,7 +46,11 @@ def export(
 ) -> None:
     """Export a student to ONNX: one graph for encoder + pooling, one for the head; checked against torch."""
     setup()
+    import transformers
+
     from ..export import check_options, export_onnx
+
+    transformers.utils.logging.disable_progress_bar()
 
     check_options(format, quantize, opset)
     out = export_onnx(model, output, quantize, opset=opset, per_channel=per_channel)

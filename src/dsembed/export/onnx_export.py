@@ -112,8 +112,8 @@ def export_onnx(model_or_path: DSEModel | str | os.PathLike[str], out_dir: str |
     how close it is to the torch model). Load it with ``DSEModel.load(path, backend="onnx")``.
     """
     check_options("onnx", quantize, opset)
+    out = _target(out_dir, model_or_path)
     model, source = _source(model_or_path)
-    out = _target(out_dir, source)
     started = time.perf_counter()
     with atomic_dir(out) as tmp:
         info = _write_export(model, tmp, opset, source)
@@ -148,13 +148,11 @@ def _source(model_or_path: Any) -> tuple[DSEModel, dict[str, Any]]:
     return model, source
 
 
-def _target(out_dir: Any, source: dict[str, Any]) -> Path:
+def _target(out_dir: Any, model_or_path: Any) -> Path:
     """Where the export goes; never over a folder that holds something other than an earlier export."""
-    if out_dir is None:
-        if not source["path"]:
-            raise ConfigError("an in-memory student has no folder to export into: pass out_dir")
-        return Path(source["path"]) / ONNX_DIR
-    out = Path(out_dir)
+    if out_dir is None and not isinstance(model_or_path, (str, os.PathLike)):
+        raise ConfigError("an in-memory student has no folder to export into: pass out_dir")
+    out = Path(model_or_path) / ONNX_DIR if out_dir is None else Path(out_dir)
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / ONNX_INFO).is_file())):
         raise ConfigError(f"refusing to replace {out}: it exists and is not an earlier dsembed ONNX export")
     if (out / ST_MODULES).is_file():
