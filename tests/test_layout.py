@@ -23,7 +23,7 @@ ALLOWED = {
     "retrieval": {"student", "data"},
     "serve": {"retrieval", "student", "data"},
     "export": {"student", "retrieval"},  # retrieval: the source student's store fingerprint in the export record
-    "bench": {"retrieval", "student", "teacher", "data", "evaluation"},
+    "bench": {"retrieval", "student", "teacher", "data", "evaluation", "export"},
     "pipeline": {"data", "teacher", "student", "evaluation", "training"},
     "cli": {"*"},
 }
