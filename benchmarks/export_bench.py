@@ -29,7 +29,7 @@ import torch
 from dsembed.artifacts import EXPORT_BENCH_RECORD
 from dsembed.data import load_glue
 from dsembed.evaluation import evaluate_student
-from dsembed.export import compare_models, export_onnx, time_encoders
+from dsembed.export import differences, export_onnx, time_encoders
 from dsembed.student import DSEModel
 from dsembed.tasks import get_task
 from dsembed.utils import atomic_write_json, environment_record, load_average
@@ -61,12 +61,15 @@ def quality(task_name: str, student: Path, exports: dict[str, Path], glue_dir: s
     models = {name: _load(student, exports, name, torch.get_num_threads()) for name in BACKENDS}
     out: dict[str, Any] = {"task": task.name, "main_metric": task.main_metric, "dev_pairs": len(dev),
                            "dev_sentences": len(sentences), "student": str(student), "backends": {}}
+    outputs = {}
     for name, model in models.items():
         t0 = time.perf_counter()
-        metrics, _ = evaluate_student(model, task, dev, show_progress_bar=False)
+        metrics, logits = evaluate_student(model, task, dev, show_progress_bar=False)
         entry: dict[str, Any] = {"dev_metrics": metrics, "eval_seconds": round(time.perf_counter() - t0, 2)}
+        outputs[name] = (model.encode(sentences, batch_size=64, show_progress_bar=False), logits)
         if name != "torch_fp32":
-            entry["vs_torch"] = compare_models(models["torch_fp32"], model, sentences, dev.pairs(), batch_size=64)
+            (ref_emb, ref_logits), emb = outputs["torch_fp32"], outputs[name][0]
+            entry["vs_torch"] = differences(ref_emb, emb, ref_logits, logits)
             main = task.main_metric
             entry["main_metric_change_points"] = metrics[main] - out["backends"]["torch_fp32"]["dev_metrics"][main]
         out["backends"][name] = entry

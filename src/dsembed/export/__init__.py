@@ -4,8 +4,8 @@
 ``compare_models`` and ``time_encoders`` measure one backend against another.
 """
 
-from .compare import compare_models, time_encoders
+from .compare import compare_models, differences, time_encoders
 from .onnx_export import DEFAULT_OPSET, FORMATS, QUANTIZATIONS, check_options, export_onnx
 
-__all__ = ["DEFAULT_OPSET", "FORMATS", "QUANTIZATIONS", "check_options", "compare_models", "export_onnx",
-           "time_encoders"]
+__all__ = ["DEFAULT_OPSET", "FORMATS", "QUANTIZATIONS", "check_options", "compare_models", "differences",
+           "export_onnx", "time_encoders"]

@@ -16,26 +16,36 @@ from scipy.stats import spearmanr
 
 def compare_models(reference: Any, other: Any, sentences: list[str], pairs: list[tuple[str, str]] | None = None,
                    batch_size: int = 32) -> dict[str, Any]:
-    """Embedding and head-logit differences of ``other`` against ``reference`` on the same inputs.
+    """Embedding and head-logit differences of ``other`` against ``reference`` on the same inputs."""
+    a = reference.encode(sentences, batch_size=batch_size, show_progress_bar=False)
+    b = other.encode(sentences, batch_size=batch_size, show_progress_bar=False)
+    la = lb = None
+    if pairs:
+        la = reference.predict(pairs, batch_size=batch_size, apply_activation=False)
+        lb = other.predict(pairs, batch_size=batch_size, apply_activation=False)
+    return differences(a, b, la, lb)
+
+
+def differences(a: np.ndarray, b: np.ndarray, logits_a: np.ndarray | None = None,
+                logits_b: np.ndarray | None = None) -> dict[str, Any]:
+    """How far embeddings ``b`` (and pair logits) are from the reference ``a``, row for row.
 
     Besides the largest absolute differences it reports what a user of the scores sees: the smallest cosine
     between the two embeddings of a sentence, whether each sentence keeps its nearest neighbour, and the
     Spearman correlation of the pair logits (rank agreement).
     """
-    a = np.asarray(reference.encode(sentences, batch_size=batch_size, show_progress_bar=False), dtype=np.float32)
-    b = np.asarray(other.encode(sentences, batch_size=batch_size, show_progress_bar=False), dtype=np.float32)
+    a, b = np.asarray(a, dtype=np.float32), np.asarray(b, dtype=np.float32)
     norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
     out: dict[str, Any] = {
-        "sentences": len(sentences),
+        "sentences": len(a),
         "max_abs_embedding_diff": float(np.abs(a - b).max()),
         "max_relative_embedding_diff": float((np.linalg.norm(a - b, axis=1) / np.linalg.norm(a, axis=1)).max()),
         "min_cosine": float(((a * b).sum(axis=1) / np.maximum(norms, 1e-12)).min()),
         "nearest_neighbour_agreement": _neighbour_agreement(a, b),
     }
-    if pairs:
-        la = np.asarray(reference.predict(pairs, batch_size=batch_size, apply_activation=False), dtype=np.float32)
-        lb = np.asarray(other.predict(pairs, batch_size=batch_size, apply_activation=False), dtype=np.float32)
-        out["pairs"] = len(pairs)
+    if logits_a is not None and logits_b is not None:
+        la, lb = np.asarray(logits_a, dtype=np.float32), np.asarray(logits_b, dtype=np.float32)
+        out["pairs"] = len(la)
         out["max_abs_logit_diff"] = float(np.abs(la - lb).max())
         out["logit_spearman"] = float(spearmanr(la.reshape(-1), lb.reshape(-1)).statistic) if len(la) > 2 else 1.0
     return out

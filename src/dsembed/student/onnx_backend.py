@@ -125,8 +125,9 @@ class OnnxEncoder:
         self.max_seq_length: int | None = info["max_seq_length"]
         self.input_names = tuple(info["inputs"])
         self.dim = int(info["embedding_dim"])
-        self._identity = {"onnx.encoder.sha256": self.graph["sha256"],
-                          "onnx.source.fingerprint": info.get("source", {}).get("fingerprint", "")}
+        identity = {"onnx.encoder.sha256": self.graph["sha256"],
+                    "onnx.source.fingerprint": info.get("source", {}).get("fingerprint", "")}
+        self._identity = {k: torch.frombuffer(bytearray(v.encode()), dtype=torch.uint8) for k, v in identity.items()}
 
     def features(self, texts: list[str]) -> dict[str, np.ndarray]:
         """The graph's int64 inputs for ``texts``: padded to the longest, truncated at ``max_seq_length``."""
@@ -156,7 +157,7 @@ class OnnxEncoder:
         A store built with one backend/variant is thus never silently queried with another (int8 embeddings
         differ from fp32 ones by more than rounding).
         """
-        return {k: torch.frombuffer(bytearray(v.encode()), dtype=torch.uint8) for k, v in self._identity.items()}
+        return dict(self._identity)  # the same tensors every time, so the fingerprint's cache holds
 
     def get_embedding_dimension(self) -> int:
         return self.dim
