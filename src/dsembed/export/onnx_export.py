@@ -92,7 +92,8 @@ def check_options(format: str = "onnx", quantize: str | None = None, opset: int 
     if format not in FORMATS:
         raise ConfigError(f"unknown export format {format!r}; choose {', '.join(FORMATS)}")
     if quantize is not None and quantize not in QUANTIZATIONS:
-        raise ConfigError(f"unknown quantization {quantize!r}; choose {', '.join(QUANTIZATIONS)} (or none)")
+        raise ConfigError(f"unknown quantization {quantize!r}; choose {', '.join(QUANTIZATIONS)}, or leave it out "
+                          "for fp32 only")
     if not isinstance(opset, int) or not MIN_OPSET <= opset <= 21:
         raise ConfigError(f"opset must be a whole number from {MIN_OPSET} to 21, got {opset!r}")
     try:
