@@ -175,9 +175,11 @@ def main() -> None:
     record["targets"] = _targets(record)
     record["load_average_end"] = load_average()
     record["total_seconds"] = round(time.perf_counter() - started, 1)
-    if max(record["load_average_start"][0], record["load_average_end"][0]) > 1.0:
-        record["notes"].append("the CPU was shared with other work during the run (see the load averages): "
-                               "absolute rates are pessimistic; all backends were timed in the same run, in turns")
+    busy = [n for n, block in record["speed"].items() if block["contended"]]
+    if busy or (record["load_average_start"] or [0])[0] > 1.0:  # > 1 before this run had started: other work
+        record["notes"].append(f"the CPU was shared with other work (load average {record['load_average_start']} "
+                               f"at the start; thread blocks contended: {busy or 'none'}): absolute rates are "
+                               "pessimistic; all backends were timed in the same run, in turns")
     path = _save(args.out, record)
     print(json.dumps({"speed": {n: {k: round(v["sentences_per_s_median"], 1) for k, v in b["backends"].items()}
                                 for n, b in record["speed"].items()},
