@@ -159,14 +159,13 @@ def test_store_and_rank_on_the_onnx_backend(models: tuple[DSEModel, DSEModel, DS
     from dsembed.retrieval import build_store, rank
 
     torch_model, onnx_model, _ = models
-    if torch_model.task.kind == "multiclass":
-        pytest.skip("one ranking check is enough; the multiclass head is covered above")
+    label = 0 if torch_model.task.kind == "multiclass" else None  # multiclass ranks by one class
     corpus = SENTENCES[1:] + [" ".join(reversed(s.split())) for s in SENTENCES[1:]]  # no ties
     torch_store = build_store(torch_model, corpus, tmp_path / "torch", show_progress_bar=False)
     onnx_store = build_store(onnx_model, corpus, tmp_path / "onnx", show_progress_bar=False)
-    ref = rank(torch_model, SENTENCES[0], torch_store, top_k=5)
-    got = rank(onnx_model, SENTENCES[0], onnx_store, top_k=5)
+    ref = rank(torch_model, SENTENCES[0], torch_store, top_k=5, label=label)
+    got = rank(onnx_model, SENTENCES[0], onnx_store, top_k=5, label=label)
     assert [h.row for h in got] == [h.row for h in ref]
     assert max(abs(a.score - b.score) for a, b in zip(got, ref, strict=True)) <= 1e-4
     with pytest.raises(ModelMismatchError):
-        rank(onnx_model, SENTENCES[0], torch_store, top_k=5)
+        rank(onnx_model, SENTENCES[0], torch_store, top_k=5, label=label)
