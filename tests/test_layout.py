@@ -22,7 +22,8 @@ ALLOWED = {
     "student": {"data", "evaluation", "training"},
     "retrieval": {"student", "data"},
     "serve": {"retrieval", "student", "data"},
-    "bench": {"retrieval", "student", "teacher", "data", "evaluation"},
+    "export": {"student", "retrieval"},  # retrieval: the source student's store fingerprint in the export record
+    "bench": {"retrieval", "student", "teacher", "data", "evaluation", "export"},
     "pipeline": {"data", "teacher", "student", "evaluation", "training"},
     "scale": {"teacher", "student", "retrieval", "data"},  # Ray jobs over the single-process writers
     "cli": {"*"},

@@ -24,10 +24,17 @@ STUDENT_HEAD = "dse_head.safetensors"
 POOLING_CODE = "dsembed_pooling.py"  # copy of student/pooling.py: top-k pooling for plain sentence-transformers
 MODEL_CARD = "README.md"  # the model card dsembed writes (replacing sentence-transformers' stock one)
 CARD_FACTS = "dsembed_card.json"  # what the card says that only a pipeline run knows (teacher, test, fidelity)
-EXPORT_DIR = "onnx"  # exported ONNX graphs inside a student folder
 ST_MODULES = "modules.json"  # sentence-transformers' module list
 HF_CONFIG = "config.json"  # a transformers model config
 WEIGHTS = "model.safetensors"
+
+# --- ONNX export (its own folder: onnx/ inside the student by default, or anywhere with -o) ---------
+ONNX_DIR = "onnx"  # default export folder inside a student folder
+ONNX_INFO = "dsembed_onnx.json"  # what the export is: task, pooling, dims, opset, graphs, source student, parity
+ONNX_ENCODER = "encoder.onnx"  # token ids -> sentence embedding: transformer AND pooling in one graph
+ONNX_ENCODER_INT8 = "encoder.int8.onnx"  # the same graph, weights dynamically quantised to int8
+ONNX_HEAD = "head.onnx"  # (u, v) -> logits: the pair head (kept fp32 in every variant)
+EXPORT_BENCH_RECORD = "backends.json"  # benchmarks/export_bench.py: torch vs ONNX fp32 vs ONNX int8
 
 # --- teacher logits -----------------------------------------------------------------------------------
 LOGITS_FILE = "logits.safetensors"  # one cache entry (teacher x pairs)

@@ -177,6 +177,11 @@ def format_summary(record: dict[str, Any]) -> str:
     if enc:
         lines.append(f"encoding: dsembed {enc['dsembed_sentences_per_s']:.1f} sent/s, sentence-transformers "
                      f"{enc['sentence_transformers_sentences_per_s']:.1f} sent/s (x{enc['ratio_dsembed_over_st']:.3f})")
+    rows = record.get("encoding_backends", {}).get("backends", {})
+    if rows:
+        lines.append("encoding by backend: " + ", ".join(
+            f"{name} {e['sentences_per_s_median']:.1f} sent/s (x{e['speedup_over_torch']:.2f})"
+            for name, e in rows.items()))
     for t in record.get("targets", []):
         lines.append(f"[{'met' if t['met'] else 'MISSED'}] {t['target']}: measured {t['measured']:.4g}")
     return "\n".join(lines)

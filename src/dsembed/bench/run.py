@@ -35,6 +35,7 @@ from ..bases import cache_dir
 from ..errors import ConfigError, InputNotFoundError
 from ..retrieval import PREFILTER_KINDS, CandidateStore, build_store, model_fingerprint, sentences_fingerprint
 from ..utils import atomic_write_json
+from .backends import BENCH_BACKENDS, measure_backends
 from .measure import (
     bench_sentences,
     load_student,
@@ -78,6 +79,7 @@ class BenchConfig:
     encode_sentences: int = 2000
     encode_batch_size: int = 32
     encode_repeats: int = 3
+    backends: tuple[str, ...] = ("torch",)  # + "onnx", "onnx-int8": encoding rows of the student's ONNX export
     output: str = RESULTS_FOLDER
     work_dir: str | None = None
     keep_stores: bool = False
@@ -107,7 +109,8 @@ class BenchConfig:
         if self.real_sentences < self.queries:
             raise ConfigError(f"bench real_sentences ({self.real_sentences}) must be at least queries "
                               f"({self.queries}): every query's paraphrase goes into the store")
-        for name, allowed in (("prefilter_kinds", PREFILTER_KINDS), ("rerank_precisions", RERANK_PRECISIONS)):
+        for name, allowed in (("prefilter_kinds", PREFILTER_KINDS), ("rerank_precisions", RERANK_PRECISIONS),
+                              ("backends", BENCH_BACKENDS)):
             unknown = [x for x in getattr(self, name) if x not in allowed]
             if unknown:
                 raise ConfigError(f"bench {name}: unknown {unknown}; choose from {', '.join(allowed)}")
@@ -301,6 +304,9 @@ def _finish(bench: _Bench, record: dict[str, Any], started: float) -> None:
     enc_sents = bench.real_texts[: cfg.encode_sentences]
     record["encoding"] = measure_encoding(bench.model, bench.st, enc_sents, cfg.encode_batch_size,
                                           cfg.encode_repeats)
+    if set(cfg.backends) - {"torch"}:
+        record["encoding_backends"] = measure_backends(bench.model, cfg.backends, enc_sents, cfg.encode_batch_size,
+                                                       cfg.encode_repeats, bench.work)
     record["targets"] = evaluate_targets(record)
     record["load_average_end"] = list(os.getloadavg())
     record["total_seconds"] = time.perf_counter() - started

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from . import retrieval, train, use
+from . import export, retrieval, train, use
 from .common import App
 
 app = App(help="Distilled Sentence Embedding: teacher -> logits -> siamese student -> fast pair scores.")
 train.register(app)
 use.register(app)
 retrieval.register(app)
+export.register(app)
 
 
 def main() -> None:  # pragma: no cover - console entry point

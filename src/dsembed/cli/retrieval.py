@@ -14,6 +14,7 @@ import typer
 
 from ..errors import ConfigError
 from .common import App, ModelArg, ProgressOpt, RayCpusOpt, RayGpusOpt, RayOpt, RayWorkersOpt, load_student, setup
+from .export import BackendOpt, load_with_backend
 
 StoreArg = Annotated[Path, typer.Argument(help="a candidate store folder (see `dsembed index build`)")]
 ColumnOpt = Annotated[str | None, typer.Option(help="text column (.tsv/.csv) or key (.jsonl); default 'sentence'")]
@@ -62,6 +63,7 @@ def index_build(
     ray_cpus: RayCpusOpt = 1.0,
     ray_gpus: RayGpusOpt = 0.0,
     progress: ProgressOpt = True,
+    backend: BackendOpt = "torch",
 ) -> None:
     """Encode a candidate file into a store (resumes an interrupted build of the same input).
 
@@ -77,10 +79,13 @@ def index_build(
     if ray is not None:
         from ..scale import build_store_ray
 
+        if backend != "torch":
+            raise ConfigError("--ray encodes with the torch backend; drop --backend or --ray")
+
         st = build_store_ray(model, texts, store, address=ray, concurrency=ray_workers, num_cpus=ray_cpus,
                              num_gpus=ray_gpus, **options)
     else:
-        st = build_store(load_student(model), texts, store, **options)
+        st = build_store(load_with_backend(model, backend), texts, store, **options)
     typer.echo(f"{st.count} candidates in {store}" + (f" (+ANN {ann})" if ann != "none" else ""))
 
 
@@ -96,6 +101,7 @@ def index_add(
     = False,
     allow_duplicate: Annotated[bool, typer.Option(help="add a file that was already added")] = False,
     progress: ProgressOpt = True,
+    backend: BackendOpt = "torch",
 ) -> None:
     """Append candidates to an existing store (existing rows are not re-encoded; the ANN index is extended)."""
     setup()
@@ -103,7 +109,7 @@ def index_add(
     from ..retrieval import ingest, open_store
 
     texts, ids = _read_input(input, column, id_column)
-    student = load_student(model)
+    student = load_with_backend(model, backend)
     st = open_store(store, student)
     if discard_pending:
         dropped = discard(st)
@@ -184,6 +190,7 @@ def search(
     = "fp32",
     label: Annotated[str | None, typer.Option(help="multiclass: class to rank by (name or index)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+    backend: BackendOpt = "torch",
 ) -> None:
     """Rank every candidate of a store against the query with the student's head."""
     setup()
@@ -196,7 +203,7 @@ def search(
         texts += _read_input(queries, column, None)[0]
     if not texts:
         raise ConfigError("give a query sentence or --queries FILE")
-    student = load_student(model)
+    student = load_with_backend(model, backend)
     start = time.perf_counter()
     results = rank(student, texts, store, top_k, prefilter=prefilter, prefilter_kind=prefilter_kind,
                    nprobe=nprobe, precision=precision, label=label)
@@ -225,13 +232,14 @@ def allpairs(
     label: Annotated[str | None, typer.Option(help="multiclass: class to score (name or index)")] = None,
     precision: str = "fp32",
     progress: ProgressOpt = True,
+    backend: BackendOpt = "torch",
 ) -> None:
     """Head scores of all pairs within a set (dedup/clustering): print the pairs over a threshold."""
     setup()
     from ..retrieval import iter_all_pairs
 
     texts, _ = _read_input(input, column, None)
-    student = load_student(model)
+    student = load_with_backend(model, backend)
     handle = open(output, "w", encoding="utf-8") if output else sys.stdout  # noqa: SIM115
     as_jsonl = output is not None and output.suffix == ".jsonl"
     count = 0
@@ -267,6 +275,7 @@ def serve(
     threads: Annotated[int, typer.Option(help="torch threads (0: one per core); fewer keep a core for requests")]
     = 0,
     log_level: str = "info",
+    backend: BackendOpt = "torch",
 ) -> None:
     """Serve encode / score / search over HTTP (FastAPI + uvicorn)."""
     setup()
@@ -275,7 +284,7 @@ def serve(
 
     limits = ServeLimits(max_body_bytes=max_body_bytes, max_sentences=max_sentences, max_pairs=max_pairs,
                          max_top_k=max_top_k, encode_batch=encode_batch)
-    run_server(load_student(model), store, host=host, port=port, limits=limits, log_level=log_level,
+    run_server(load_with_backend(model, backend), store, host=host, port=port, limits=limits, log_level=log_level,
                verify_store=verify, threads=threads)
 
 
@@ -296,6 +305,8 @@ def bench(
     encode_sentences: Annotated[int, typer.Option(help="sentences for the throughput comparison")] = 2000,
     threads: Annotated[int, typer.Option(help="torch/faiss threads for every method (0: library default)")] = 0,
     note: Annotated[str, typer.Option(help="free text stored in the record")] = "",
+    backends: Annotated[str, typer.Option(help="encoding rows: torch, plus onnx and/or onnx-int8 (needs an "
+                                               "export of --model)")] = "torch",
     progress: ProgressOpt = True,
 ) -> None:
     """Speed benchmark: teacher vs student exact head vs ANN + re-rank vs plain ST cosine, over N."""
@@ -306,7 +317,8 @@ def bench(
                       real_sentences=real, queries=queries, teacher_max=teacher_max,
                       prefilters=_ints(prefilters, "--prefilters"), output=str(output),
                       work_dir=str(work_dir) if work_dir else None, keep_stores=keep_stores,
-                      encode_sentences=encode_sentences, threads=threads, note=note, show_progress_bar=progress)
+                      encode_sentences=encode_sentences, threads=threads, note=note, show_progress_bar=progress,
+                      backends=tuple(x.strip() for x in backends.split(",") if x.strip()))
     record = run_bench(cfg)
     typer.echo(format_summary(record))
 

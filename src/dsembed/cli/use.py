@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from .common import App, DataDirOpt, ModelArg, ProgressOpt, SkipOpt, TaskArg, fail, load_student, setup
+from .export import BackendOpt, load_with_backend
 
 
 def evaluate(
@@ -62,6 +63,7 @@ def encode(
     batch_size: int = 32,
     normalize: Annotated[bool, typer.Option("--normalize/--no-normalize")] = False,
     progress: ProgressOpt = True,
+    backend: BackendOpt = "torch",
 ) -> None:
     """Encode sentences to a .npy matrix (one row per sentence, in input order)."""
     setup()
@@ -74,7 +76,7 @@ def encode(
     # the input is read and validated in full, and the output path must be writable as a file.
     sentences = read_sentences(input, column=column)
     _check_output(output)
-    student = load_student(model)
+    student = load_with_backend(model, backend)
     emb = student.encode(sentences, batch_size=batch_size, normalize_embeddings=normalize, show_progress_bar=progress)
     buf = io.BytesIO()
     np.save(buf, np.asarray(emb, dtype=np.float32))
@@ -100,12 +102,13 @@ def score(
     batch_size: int = 32,
     raw: Annotated[bool, typer.Option(help="print raw head logits instead of scores")] = False,
     progress: ProgressOpt = False,
+    backend: BackendOpt = "torch",
 ) -> None:
     """Score sentence pairs with the student's head (P(positive), a similarity value, or class probabilities)."""
     setup()
     from ..data import read_pairs
 
-    student = load_student(model)
+    student = load_with_backend(model, backend)
     if pairs is not None:
         items = read_pairs(pairs, student.task, require_labels=False).pairs()
     elif sentences and len(sentences) == 2:

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..artifacts import CARD_FACTS, EXPORT_DIR, MODEL_CARD, POOLING_CODE, STUDENT_CONFIG
+from ..artifacts import CARD_FACTS, MODEL_CARD, ONNX_DIR, POOLING_CODE, STUDENT_CONFIG
 from ..utils import atomic_write_bytes, atomic_write_json
 
 _POOLING_TEXT = {
@@ -30,7 +30,7 @@ def update_model_card(folder: str | Path, facts: dict[str, Any] | None = None) -
     if facts:
         atomic_write_json(folder / CARD_FACTS, known)
     config = json.loads((folder / STUDENT_CONFIG).read_text())
-    text = model_card(config, known, has_onnx=(folder / EXPORT_DIR).is_dir(),
+    text = model_card(config, known, has_onnx=(folder / ONNX_DIR).is_dir(),
                       ships_pooling_code=(folder / POOLING_CODE).is_file())
     atomic_write_bytes(folder / MODEL_CARD, text.encode())
     return folder / MODEL_CARD

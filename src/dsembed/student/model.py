@@ -20,7 +20,7 @@ from sentence_transformers.sentence_transformer.modules import Pooling, Transfor
 from torch import Tensor, nn
 
 from .. import __version__
-from ..artifacts import HF_CONFIG, POOLING_CODE, ST_MODULES, STUDENT_CONFIG, STUDENT_HEAD
+from ..artifacts import HF_CONFIG, ONNX_INFO, POOLING_CODE, ST_MODULES, STUDENT_CONFIG, STUDENT_HEAD
 from ..config import POOLINGS
 from ..errors import ConfigError, InputNotFoundError, UnsafeModelError
 from ..tasks import TaskSpec
@@ -116,8 +116,18 @@ class DSEModel(nn.Module):
         return cls(encoder, head, task, config, alpha=alpha)
 
     @classmethod
-    def load(cls, path: str | Path, device: str | None = None, trust_remote_code: bool = False) -> DSEModel:
-        """Load a student saved by :meth:`save` (safetensors only)."""
+    def load(cls, path: str | Path, device: str | None = None, trust_remote_code: bool = False, *,
+             backend: str = "torch", quantized: bool = False, intra_op_num_threads: int | None = None) -> DSEModel:
+        """Load a student saved by :meth:`save` (safetensors only).
+
+        ``backend="onnx"`` runs the student's ONNX export (``dsembed export``) in onnxruntime instead: the
+        int8 graph with ``quantized=True``, on ``intra_op_num_threads`` threads (default: torch's count).
+        """
+        if backend == "onnx":
+            from .onnx_backend import load_onnx_student
+
+            return load_onnx_student(path, device, quantized=quantized, intra_op_num_threads=intra_op_num_threads)
+        _check_torch_backend(Path(path), backend, quantized)
         path = Path(path)
         config_path = path / STUDENT_CONFIG
         if not config_path.is_file():
@@ -228,6 +238,16 @@ class DSEModel(nn.Module):
         ib = np.fromiter((unique[b] for _, b in pairs), dtype=np.int64, count=len(pairs))
         logits = self.head_logits(emb[ia], emb[ib])
         return self.scores_from_logits(logits) if apply_activation else logits
+
+
+def _check_torch_backend(path: Path, backend: str, quantized: bool) -> None:
+    """Refuse what only the onnx backend can load, before sentence-transformers fails on it less clearly."""
+    if backend != "torch":
+        raise ConfigError(f"unknown backend {backend!r}; choose torch or onnx")
+    if quantized:
+        raise ConfigError("quantized=True needs backend='onnx' (the int8 graph of `dsembed export --quantize int8`)")
+    if (path / ONNX_INFO).is_file() and not (path / ST_MODULES).is_file():
+        raise InputNotFoundError(f"{path} is an ONNX export, not a torch student: load it with backend='onnx'")
 
 
 def _check_folder_code(path: Path, trust_remote_code: bool) -> bool:
