@@ -410,6 +410,11 @@ def render() -> str:
     out += diagnostics_section()
     out += speed_section()
     out += reliability_section()
+    export = RESULTS / "export" / "backends.json"
+    if export.is_file():
+        from dsembed.bench.reliability import export_table
+
+        out += export_table(json.loads(export.read_text()), "results/export/backends.json")
     return "\n".join(out).rstrip() + "\n"
 
 

@@ -13,7 +13,8 @@ from typing import Any
 def _machine(record: dict[str, Any]) -> str:
     env = record.get("environment", {})
     return (f"{env.get('platform', '?')}, {env.get('cpu_count', '?')} CPUs, torch {env.get('torch', '?')}; "
-            f"command `{env.get('command') or record.get('command', '?')}`; finished {record.get('finished_at', '?')}")
+            f"command `{env.get('command') or record.get('command', '?')}`; "
+            f"finished {record.get('finished_at') or record.get('created', '?')}")
 
 
 def kill_table(record: dict[str, Any], source: str) -> list[str]:
@@ -82,3 +83,36 @@ def serve_table(record: dict[str, Any], source: str) -> list[str]:
              f"{'met' if checks.get('every_invalid_text_422') else 'MISSED'}. /search latency is queueing behind one "
              "encoder on 2 cores; RSS grows with the big requests in flight (a 60 s run cannot rule out a leak).", ""]
     return lines
+
+
+def export_table(record: dict[str, Any], source: str) -> list[str]:
+    """Torch fp32 vs ONNX fp32 vs ONNX int8: throughput side by side, and the dev metric under each backend."""
+    names = ("torch_fp32", "onnx_fp32", "onnx_int8", "onnx_int8_per_tensor")
+    lines = [f"## Deployment backends: torch vs ONNX vs int8 (`{source}`)", "",
+             f"One run, backends timed in turns on the same {record.get('speed_setup', {}).get('sentences', 1000)} "
+             f"sentences and batch; medians of the repeats. {_machine(record)}.", *[f"Note: {n}" for n in
+                                                                                     record.get("notes", [])], "",
+             "| threads | " + " | ".join(f"{n} sent/s (× torch)" for n in names) + " | contended |",
+             "|---:|" + "---:|" * (len(names) + 1)]
+    for threads, block in sorted(record["speed"].items()):
+        cells = []
+        for name in names:
+            row = block["backends"].get(name)
+            cells.append("–" if row is None else
+                         f"{row['sentences_per_s_median']:.1f} ({row['speedup_over_torch_fp32']:.2f}×)")
+        lines.append(f"| {threads} | " + " | ".join(cells) + f" | {'yes' if block.get('contended') else 'no'} |")
+    lines += ["", "| student | metric | " + " | ".join(names) + " | int8 max abs logit diff |",
+              "|---|---|" + "---:|" * (len(names) + 1)]
+    for task, block in sorted(record["quality"].items()):
+        backends = block["backends"]
+        metric = next(iter(k for k in ("f1", "spearman", "accuracy") if k in backends["torch_fp32"]["dev_metrics"]))
+        cells = [f"{backends[n]['dev_metrics'][metric]:.2f}" if n in backends else "–" for n in names]
+        diff = backends.get("onnx_int8", {}).get("vs_torch", {}).get("max_abs_logit_diff")
+        lines.append(f"| {task} | dev {metric} | " + " | ".join(cells) + f" | {_fmt_small(diff)} |")
+    lines += ["", *[f"- [{'met' if t['met'] else 'MISSED'}] {t['target']}: measured {t['measured']:.4g}"
+                    + (f" ({t['note']})" if t.get("note") else "") for t in record.get("targets", [])], ""]
+    return lines
+
+
+def _fmt_small(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3g}"
