@@ -271,7 +271,7 @@ def dev_curve_from_checkpoints(output_dir: str | os.PathLike[str]) -> list[dict[
     """The dev curve read back from the newest checkpoint's trainer state (runs recorded before the
     curve was part of the training record); None if no checkpoint is left."""
     states = sorted((Path(output_dir) / CHECKPOINTS_DIR).glob(f"checkpoint-*/{TRAINER_STATE}"),
-                    key=lambda p: int(p.parent.name.rsplit("-", 1)[-1]))
+                    key=lambda p: _step(p.parent))
     if not states:
         return None
     return dev_curve(json.loads(states[-1].read_text()).get("log_history", []))

@@ -18,7 +18,8 @@ where the network allows.
 from .assemble import CACHE_ENV, cache_dir
 from .integrity import sha256_file
 from .registry import MINILM, MPNET, OFFLINE_BASES, OfflineBase, ZipPart, default_student_base, lookup_offline_base
-from .resolve import load_pretrained, resolve_model_path
+from .resolve import explained_load_errors, load_pretrained, resolve_model_path
 
 __all__ = ["CACHE_ENV", "MINILM", "MPNET", "OFFLINE_BASES", "OfflineBase", "ZipPart", "cache_dir",
-           "default_student_base", "lookup_offline_base", "load_pretrained", "resolve_model_path", "sha256_file"]
+           "default_student_base", "explained_load_errors", "load_pretrained", "lookup_offline_base",
+           "resolve_model_path", "sha256_file"]

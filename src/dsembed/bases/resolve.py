@@ -6,8 +6,10 @@ Hugging Face ids keep working where the network allows.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+from collections.abc import Iterator
 
 from ..errors import InputNotFoundError, OfflineBaseMissingError
 from .assemble import is_installed, local_folder, missing_distributions
@@ -28,12 +30,19 @@ def _looks_like_path(text: str) -> bool:
     return text.startswith(("/", "./", "../", "~")) or text.endswith(os.sep) or text.count("/") > 1
 
 
+@contextlib.contextmanager
+def explained_load_errors(what: str, name: str) -> Iterator[None]:
+    """Turn a model that cannot be loaded into a one-line error naming it (not a transformers traceback)."""
+    try:
+        yield
+    except OSError as exc:  # missing files, unknown hub id, no network: transformers says which in one line
+        raise InputNotFoundError(f"cannot load the {what} {name}: {' '.join(str(exc).split())[:300]}") from exc
+
+
 def load_pretrained(loader: object, path: str, what: str, **kwargs: object) -> object:
     """``loader.from_pretrained(path)`` with a one-line error naming the model when it cannot be loaded."""
-    try:
+    with explained_load_errors(what, path):
         return loader.from_pretrained(path, **kwargs)  # type: ignore[attr-defined]
-    except OSError as exc:  # missing files, unknown hub id, no network: transformers says which in one line
-        raise InputNotFoundError(f"cannot load the {what} {path}: {' '.join(str(exc).split())[:300]}") from exc
 
 
 def resolve_model_path(name_or_path: str | os.PathLike[str], *, verify: bool = True) -> str:

@@ -66,15 +66,13 @@ def _normalise_pooling(pooling: str, top_k: int) -> tuple[str, int]:
 def build_encoder(base: str, pooling: str = "topk", top_k: int = 4, max_seq_length: int | None = 128,
                   device: str | None = None) -> SentenceTransformer:
     """A fresh SentenceTransformer over a pretrained HF encoder with the chosen DSE pooling."""
-    from ..bases import resolve_model_path
+    from ..bases import explained_load_errors, resolve_model_path
 
     pooling, top_k = _normalise_pooling(pooling, top_k)
     path = resolve_model_path(base)
     config_kwargs = {"output_hidden_states": True} if pooling == "topk" else None
-    try:
+    with explained_load_errors("student base", base):
         transformer = Transformer(path, max_seq_length=max_seq_length, config_kwargs=config_kwargs)
-    except OSError as exc:  # missing files, unknown hub id, no network
-        raise InputNotFoundError(f"cannot load the student base {base}: {' '.join(str(exc).split())[:300]}") from exc
     dim = transformer.get_embedding_dimension()
     if pooling == "topk":
         layers = transformer.model.config.num_hidden_layers
