@@ -209,13 +209,14 @@ def _cosine_stage(cfg: PipelineConfig, task: TaskSpec, train: PairDataset, dev: 
     from .bases import resolve_model_path
 
     st = SentenceTransformer(resolve_model_path(cfg.student.base), local_files_only=True)
-    baseline = timer.run("cosine_baseline", cosine_baseline,
-                         lambda s: st.encode(s, batch_size=64, show_progress_bar=cfg.show_progress_bar), task, train,
-                         dev)
+
+    def encode(sentences: list[str]) -> np.ndarray:
+        return st.encode(sentences, batch_size=64, show_progress_bar=cfg.show_progress_bar)
+
+    baseline = timer.run("cosine_baseline", cosine_baseline, encode, task, train, dev)
     results["pretrained_cosine"] = baseline.metrics
     stage_info["pretrained_cosine"] = {"threshold": baseline.threshold, "encoder": cfg.student.base}
     if test is not None:  # the threshold stays the one tuned on train
-        encode = lambda s: st.encode(s, batch_size=64, show_progress_bar=cfg.show_progress_bar)  # noqa: E731
         scores = timer.run("cosine_test_eval", cosine_scores, encode, test)
         shifted = scores if baseline.threshold is None else scores - baseline.threshold
         test_results["pretrained_cosine"] = compute_metrics(task, shifted[:, None], test.labels)
