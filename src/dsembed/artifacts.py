@@ -68,3 +68,10 @@ BASE_MANIFEST = ".dsembed-base.json"  # written last into an assembled base fold
 
 # --- reliability ----------------------------------------------------------------------------------------
 SERVE_SOAK_RECORD = "serve_soak.json"  # benchmarks/serve_soak.py: the HTTP service under N clients for T seconds
+
+# --- mined pairs (augmentation) -------------------------------------------------------------------------
+MINED_RECORD_SUFFIX = ".record.json"  # mined.jsonl -> mined.record.json: how the pairs were mined
+MINED_LOGITS_SUBDIR = "mined_logits"  # per-chunk teacher-logits entries of mined pairs, found by pair hash
+MINED_BUNDLE_PAIRS = "pairs.jsonl"  # a scored bundle's pairs (the mined-pairs format)
+MINED_BUNDLE_LOGITS = "teacher_logits.safetensors"  # its raw teacher logits + per-row pair hashes
+MINED_BUNDLE_INFO = "mined_bundle.json"  # teacher, task, pair-set fingerprint, per-row hashes, records
