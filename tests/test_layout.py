@@ -26,6 +26,7 @@ ALLOWED = {
     "bench": {"retrieval", "student", "teacher", "data", "evaluation", "export"},
     "pipeline": {"data", "teacher", "student", "evaluation", "training"},
     "scale": {"teacher", "student", "retrieval", "data"},  # Ray jobs over the single-process writers
+    "augment": {"data", "teacher", "student"},  # mined pairs scored by the teacher; student: encoder, scores
     "cli": {"*"},
 }
 
