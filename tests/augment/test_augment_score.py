@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import MRPC, STSB, HashTeacher, synthetic_pairs
+from dsembed.artifacts import MINED_BUNDLE_INFO, MINED_BUNDLE_PAIRS
 from dsembed.augment import (
     MinedPairs,
     ScoredPairs,
@@ -19,7 +20,6 @@ from dsembed.augment import (
     unscored_pairs,
     write_mined_bundle,
 )
-from dsembed.artifacts import MINED_BUNDLE_INFO, MINED_BUNDLE_PAIRS
 from dsembed.errors import ConfigError, StaleLogitsError
 
 
@@ -139,3 +139,29 @@ def test_balancing_a_regression_task_bands_the_predicted_score() -> None:
     assert balanced.record["balance"]["before"] == [10, 40] and balanced.record["balance"]["after"] == [5, 5]
     with pytest.raises(ConfigError, match="increasing"):
         balance_by_bands(_scored(50, scores, STSB), STSB, bands=[1, 0])
+
+
+@pytest.mark.slow  # the child process's imports (torch, transformers) take ~15 s on a busy 2-core machine
+def test_scoring_killed_with_sigkill_resumes_where_it_stopped(mined: MinedPairs, tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    mined_file = mined.save(tmp_path / "mined.jsonl")
+    child = subprocess.Popen([sys.executable, str(Path(__file__).with_name("_slow_scoring.py")), str(mined_file),
+                              str(tmp_path / "store")], stdout=subprocess.PIPE, text=True,
+                             env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert child.stdout is not None
+    for line in child.stdout:
+        if line.startswith("chunk 3/"):
+            break
+    child.send_signal(signal.SIGKILL)
+    child.wait(timeout=30)
+    assert child.returncode == -signal.SIGKILL
+    teacher = CountingTeacher(MRPC)
+    left = len(unscored_pairs(teacher.fingerprint(), mined, cache=tmp_path / "store"))
+    assert left <= len(mined) - 24
+    scored = score_mined(teacher, mined, cache=tmp_path / "store", chunk_size=8)
+    assert teacher.scored == left
+    np.testing.assert_array_equal(scored.teacher_logits, _expected(mined))
