@@ -117,7 +117,7 @@ def test_select_takes_a_mask_or_indices(mined: MinedPairs, tmp_path: Path) -> No
 def _scored(n: int, logits: np.ndarray, task) -> ScoredPairs:  # noqa: ANN001
     data = synthetic_pairs(task, n, seed=11)
     data.labels = None
-    return ScoredPairs(data, ["random"] * n, logits, "made-up", "fp", task.name)
+    return ScoredPairs(data, ["random"] * n, logits, "made-up", {}, "fp", task.name)
 
 
 def test_balancing_evens_out_the_binary_score_bands() -> None:

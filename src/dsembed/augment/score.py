@@ -42,9 +42,9 @@ class ScoredPairs:
     strategy: list[str]
     teacher_logits: np.ndarray
     teacher: str  # description (path) of the teacher
-    teacher_fingerprint: str = ""
-    task: str = ""
     record: dict = field(default_factory=dict)
+    teacher_fingerprint: str = ""  # keys the logits store; checked when a bundle is read back
+    task: str = ""
 
     def __post_init__(self) -> None:
         logits = np.asarray(self.teacher_logits, dtype=np.float32)
@@ -65,7 +65,7 @@ class ScoredPairs:
             picked = np.flatnonzero(picked)
         idx = picked.astype(np.int64).reshape(-1)
         return ScoredPairs(self.pairs.select(idx), [self.strategy[i] for i in idx], self.teacher_logits[idx].copy(),
-                           self.teacher, self.teacher_fingerprint, self.task, dict(self.record))
+                           self.teacher, dict(self.record), self.teacher_fingerprint, self.task)
 
     def as_mined(self) -> MinedPairs:
         return MinedPairs(self.pairs, list(self.strategy), dict(self.record.get("mining", {})))
@@ -96,7 +96,7 @@ def _stored_logits(folder: Path, teacher_fingerprint: str) -> dict[int, np.ndarr
                 if (handle.metadata() or {}).get("teacher_fingerprint") != teacher_fingerprint:
                     continue
             stored = TeacherLogits.load(path)
-        except (OSError, CorruptFileError, Exception) as exc:  # a damaged entry is scored again, not trusted
+        except Exception as exc:  # noqa: BLE001 - any damaged entry (safetensors has its own errors) is rescored
             logger.warning("ignoring %s: %s", path, exc)
             continue
         for h, row in zip(stored.pair_hashes.tolist(), stored.logits, strict=True):
@@ -147,8 +147,8 @@ def score_mined(teacher, mined: MinedPairs, *, cache: PathLike | None = None, ba
               "reused_from_store": len(mined) - len(todo), "chunk_size": chunk_size, "batch_size": batch_size,
               "store": str(folder), "seconds": round(seconds, 3),
               "pairs_per_second": round(len(todo) / seconds, 2) if len(todo) and seconds > 0 else None}
-    return ScoredPairs(mined.pairs, list(mined.strategy), logits, record["teacher"], fingerprint, teacher.task.name,
-                       {"mining": mined.record, "scoring": record})
+    return ScoredPairs(mined.pairs, list(mined.strategy), logits, record["teacher"],
+                       {"mining": mined.record, "scoring": record}, fingerprint, teacher.task.name)
 
 
 def write_mined_bundle(scored: ScoredPairs, folder: PathLike) -> Path:
@@ -211,8 +211,8 @@ def load_mined_bundle(folder: PathLike, mined: MinedPairs | None = None) -> Scor
         raise StaleLogitsError(f"{folder}: {MINED_BUNDLE_LOGITS} is not the logits {MINED_BUNDLE_INFO} describes")
     logits.check_matches(rows.pairs, source=str(folder))
     record = dict(info.get("record") or {})
-    scored = ScoredPairs(rows.pairs, list(rows.strategy), logits.logits, info["teacher"], info["teacher_fingerprint"],
-                         info["task"], record)
+    scored = ScoredPairs(rows.pairs, list(rows.strategy), logits.logits, info["teacher"], record,
+                         info["teacher_fingerprint"], info["task"])
     if mined is not None:
         scored.check_matches(mined, source=f"{folder} against the mined pairs")
     return scored
