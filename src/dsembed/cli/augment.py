@@ -146,23 +146,25 @@ def score(
     spec = _task_of(task, mined.record, kind, labels)
     started = time.perf_counter()
     model = load_teacher(teacher, spec)
-    if ray is not None:
+    on_ray = 0
+    if ray is not None:  # the pool scores what the store lacks into the same store; score_mined then reads it
         from ..scale import teacher_logits_ray
 
         todo = unscored_pairs(model.fingerprint(), mined, cache=cache)
-        if len(todo):
+        on_ray = len(todo)
+        if on_ray:
             teacher_logits_ray(teacher, spec, todo, cache=store_folder(cache), batch_size=batch_size,
                                chunk_size=chunk_size, show_progress_bar=progress, address=ray,
                                concurrency=ray_workers, num_cpus=ray_cpus, num_gpus=ray_gpus)
     scored = score_mined(model, mined, cache=cache, batch_size=batch_size, chunk_size=chunk_size,
                          show_progress_bar=progress)
     if ray is not None:
-        scored.record["scoring"]["ray"] = ray
+        scored.record["scoring"].update(ray=ray, scored_on_ray=on_ray)
     write_mined_bundle(scored, output)
     seconds = time.perf_counter() - started
     info = scored.record["scoring"]
-    typer.echo(json.dumps({"output": str(output), "rows": len(scored), "scored_now": info["scored_now"],
-                           "reused_from_store": info["reused_from_store"], "teacher": scored.teacher,
+    typer.echo(json.dumps({"output": str(output), "rows": len(scored), "scored_now": info["scored_now"] + on_ray,
+                           "reused_from_store": info["reused_from_store"] - on_ray, "teacher": scored.teacher,
                            "task": scored.task, "scoring_seconds": info["seconds"],
                            "pairs_per_second": info["pairs_per_second"], "wall_seconds": round(seconds, 3)},
                           indent=2))
