@@ -146,3 +146,10 @@ def test_read_sentence_pool_reads_txt_and_columns(tmp_path: Path) -> None:
     (tmp_path / "b.txt").write_text("ok\n\nafter blank\n")
     with pytest.raises(DataFormatError, match=r"b.txt:2"):
         read_sentence_pool(tmp_path / "b.txt")
+
+
+def test_a_record_left_from_other_pairs_is_not_trusted(train: PairDataset, tmp_path: Path) -> None:
+    path = mine_pairs(train, strategies=["random"], per_sentence=1).save(tmp_path / "m.jsonl")
+    record = json.loads((tmp_path / "m.record.json").read_text())
+    path.write_text(path.read_text().splitlines(keepends=True)[0])  # the pairs changed, the record did not
+    assert record["rows"] > 1 and MinedPairs.load(path).record == {}

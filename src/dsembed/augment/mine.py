@@ -201,7 +201,9 @@ def mine_pairs(train: PairDataset, *, strategies: Sequence[str] = ("random", "bm
                max_pairs: int | None = None) -> MinedPairs:
     """New unlabelled pairs from ``train``'s sentences (and ``extra_sentences``), none with an excluded one.
 
-    ``per_sentence`` is each strategy's budget per source sentence (one number, or ``{strategy: n}``).
+    ``per_sentence`` is each strategy's budget per source sentence (one number, or ``{strategy: n}``,
+    unnamed strategies 2): random/bm25/embedding keep up to n new partners for every pool sentence;
+    swap keeps up to n reversed labelled pairs per first sentence (0 turns a strategy off).
     Same inputs and seed give the same rows in the same order. ``max_pairs`` keeps a seeded uniform
     sample of the mined rows (in mined order), so every strategy keeps its share.
     """

@@ -124,21 +124,18 @@ def score_mined(teacher, mined: MinedPairs, *, cache: PathLike | None = None, ba
         raise ConfigError(f"chunk_size and batch_size must be >= 1, got {chunk_size} and {batch_size}")
     started = time.perf_counter()
     fingerprint, folder = teacher.fingerprint(), store_folder(cache)
-    todo = unscored_pairs(fingerprint, mined, cache=folder)
+    done = _stored_logits(folder, fingerprint)
+    hashes = mined.pairs.pair_hashes().tolist()
+    todo = mined.pairs.select([i for i, h in enumerate(hashes) if h not in done])
     chunks = (len(todo) + chunk_size - 1) // chunk_size
     logger.info("mined pairs: %d of %d to score with the teacher, in %d chunk(s)", len(todo), len(mined), chunks)
     for c in range(chunks):
         part = todo.select(np.arange(c * chunk_size, min(len(todo), (c + 1) * chunk_size)))
-        compute_teacher_logits(teacher, part, cache=folder, batch_size=batch_size, chunk_size=len(part),
-                               show_progress_bar=show_progress_bar)
+        result = compute_teacher_logits(teacher, part, cache=folder, batch_size=batch_size, chunk_size=len(part),
+                                        show_progress_bar=show_progress_bar)
+        done.update(zip(result.pair_hashes.tolist(), result.logits, strict=True))
         if on_chunk is not None:
             on_chunk(c + 1, chunks)
-    done = _stored_logits(folder, fingerprint)
-    hashes = mined.pairs.pair_hashes().tolist()
-    missing = [i for i, h in enumerate(hashes) if h not in done]
-    if missing:
-        raise StaleLogitsError(f"{len(missing)} mined pairs are still unscored after scoring (first row {missing[0]}); "
-                               f"is another process cleaning {folder}?")
     num_labels = teacher.task.num_labels
     logits = np.stack([done[h] for h in hashes]) if hashes else np.zeros((0, num_labels), np.float32)
     seconds = time.perf_counter() - started
