@@ -21,6 +21,7 @@ import numpy as np
 from ..artifacts import MINED_RECORD_SUFFIX
 from ..data import PairDataset, read_pairs
 from ..data.records import Problems, json_rows
+from ..data.validate import shown
 from ..errors import ConfigError, InputNotFoundError
 from ..tasks import custom_task
 from ..utils import atomic_write_bytes, atomic_write_json
@@ -38,6 +39,7 @@ from .strategies import (
 logger = logging.getLogger("dsembed.augment")
 
 PathLike = str | os.PathLike[str]
+_MISSING = object()
 _UNLABELLED = custom_task("mined", "regression")  # the pair reader wants a task; mined rows carry no label
 
 
@@ -80,23 +82,34 @@ class MinedPairs:
         pairs = read_pairs(path, _UNLABELLED, require_labels=False)
         strategy = []
         for line, obj in json_rows(path, Problems(path, skip_bad=False)):
-            name = obj.get("strategy") if isinstance(obj, dict) else None
+            name = obj.get("strategy", _MISSING) if isinstance(obj, dict) else None
             if name not in STRATEGIES:
-                Problems(path, skip_bad=False).bad(line, f"strategy is {name!r}, expected one of "
-                                                         f"{', '.join(STRATEGIES)}")
+                problem = "missing key 'strategy'" if name is _MISSING else f"strategy is {shown(name)}"
+                Problems(path, skip_bad=False).bad(line, f"{problem}, expected one of {', '.join(STRATEGIES)}")
             strategy.append(name)
-        sidecar = record_path(path)
-        record = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
-        if record.get("pairs_fingerprint", pairs.fingerprint()) != pairs.fingerprint():
-            logger.warning("%s: the record beside it describes other pairs; ignoring it", sidecar)
-            record = {}
         pairs.labels = None
-        return cls(pairs, strategy, record)
+        return cls(pairs, strategy, _sidecar_record(path, pairs))
 
     def select(self, indices: Sequence[int] | np.ndarray) -> MinedPairs:
         """The rows at ``indices``, strategies kept aligned."""
         idx = np.asarray(indices, dtype=np.int64).reshape(-1)
         return MinedPairs(self.pairs.select(idx), [self.strategy[i] for i in idx], dict(self.record))
+
+
+def _sidecar_record(path: Path, pairs: PairDataset) -> dict:
+    """The mining record beside ``path``, or {} when it is missing, unreadable or about other pairs."""
+    sidecar = record_path(path)
+    if not sidecar.is_file():
+        return {}
+    try:
+        record = json.loads(sidecar.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        logger.warning("%s: unreadable (%s); the pairs load without their record", sidecar, exc)
+        return {}
+    if not isinstance(record, dict) or record.get("pairs_fingerprint", pairs.fingerprint()) != pairs.fingerprint():
+        logger.warning("%s: the record beside it describes other pairs; ignoring it", sidecar)
+        return {}
+    return record
 
 
 class _Deduper:
