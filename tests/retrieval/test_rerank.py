@@ -132,6 +132,8 @@ def test_refusals(model, store) -> None:  # noqa: ANN001
         rank(model, QUERIES[0], store, 3, rerank_top=5)
     with pytest.raises(ConfigError, match="rerank_top must be >= 1"):
         rank(model, QUERIES[0], store, 3, reranker=CrcTeacher(model.task), rerank_top=0)
+    with pytest.raises(ConfigError, match="rerank_batch_size must be >= 1"):
+        rank(model, QUERIES[0], store, 3, reranker=CrcTeacher(model.task), rerank_batch_size=0)
     with pytest.raises(ConfigError, match="not embeddings"):
         rank(model, model.encode([QUERIES[0]]), store, 3, reranker=CrcTeacher(model.task))
 
@@ -143,3 +145,21 @@ def test_refusals(model, store) -> None:  # noqa: ANN001
 
     with pytest.raises(ConfigError, match="scored pair 2"):
         rank(model, QUERIES[0], store, 3, reranker=NaNTeacher(model.task))
+
+
+def test_a_sentence_transformers_cross_encoder_folder_reranks(model, store, workdir: Path) -> None:  # noqa: ANN001
+    from sentence_transformers import CrossEncoder
+
+    from dsembed.teacher import load_teacher
+
+    hf_folder = tiny_cross_encoder(workdir / "ce")
+    st_folder = workdir / "ce-st"
+    cross = CrossEncoder(str(hf_folder), device="cpu")
+    cross.save(str(st_folder))  # sentence-transformers' own layout (modules.json, its configs)
+    head = rank(model, QUERIES[1], store, 8)
+    hits = rank(model, QUERIES[1], store, 8, reranker=load_teacher(st_folder, model.task, device="cpu"),
+                rerank_top=8)
+    raw = cross.predict([(QUERIES[1], h.text) for h in head], activation_fn=None)  # CrossEncoder's own logits
+    want = 1.0 / (1.0 + np.exp(-(raw[:, 1] - raw[:, 0])))
+    assert [h.row for h in hits] == [head[i].row for i in np.argsort(-want, kind="stable")]
+    assert [h.teacher_score for h in hits] == pytest.approx(sorted(want, reverse=True), abs=1e-5)

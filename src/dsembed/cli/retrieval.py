@@ -256,7 +256,7 @@ def search(
     for q, hits in zip(texts, results, strict=True):
         typer.echo(f"# {q}")
         if reranker is not None and hits:
-            typer.echo("  #  teacher   student (rank)  id\ttext")
+            typer.echo(f"{'#':>3}  {'teacher':<8}  {'student':<8} (rank)  id\ttext")
         for i, h in enumerate(hits, 1):
             if h.teacher_score is None:
                 typer.echo(f"{i:>3}  {h.score:.6f}  {h.id}\t{h.text}")

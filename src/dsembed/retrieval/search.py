@@ -250,14 +250,16 @@ def _hits(store: CandidateStore, keys: np.ndarray, rows: np.ndarray, logits: np.
     return results
 
 
-def _rerank_plan(model: DSEModel, query: Any, reranker: PairScorer | None,
-                 rerank_top: int | None) -> list[str]:
+def _rerank_plan(model: DSEModel, query: Any, reranker: PairScorer | None, rerank_top: int | None,
+                 rerank_batch_size: int) -> list[str]:
     """The query texts a re-ranker reads, checked before any work is done (none without a re-ranker)."""
     if reranker is None:
         if rerank_top is not None:
             raise ConfigError("rerank_top needs a reranker")
         return []
     check_reranker(reranker, model.task)
+    if rerank_batch_size < 1:
+        raise ConfigError(f"rerank_batch_size must be >= 1, got {rerank_batch_size}")
     if isinstance(query, str):
         return [query]
     if isinstance(query, np.ndarray | Tensor) or not all(isinstance(q, str) for q in query):
@@ -293,7 +295,7 @@ def rank(model: DSEModel, query: str | Sequence[str] | np.ndarray, store: Candid
     store = open_store(store, model)
     store.require_complete()
     _check_options(top_k, precision, block_rows, batch_size)
-    texts, final_k = _rerank_plan(model, query, reranker, rerank_top), top_k
+    texts, final_k = _rerank_plan(model, query, reranker, rerank_top, rerank_batch_size), top_k
     top_k = depth(top_k, rerank_top) if reranker is not None else top_k
     kind = model.task.kind
     lab = resolve_label(model.task, label)
