@@ -292,6 +292,8 @@ def _search(req: Any, model: "DSEModel", store: "CandidateStore", anns: dict[str
         raise HTTPException(status_code=503, detail=str(exc)) from None
     except StoreError as exc:
         raise HTTPException(status_code=409, detail=str(exc)) from None
+    except ConfigError as exc:  # the re-ranker gave no usable score: no ranking rather than a wrong one
+        raise HTTPException(status_code=503, detail=str(exc)) from None
     elapsed = time.perf_counter() - start
     payload = [{"query": q, "hits": [h.to_dict() for h in hits]} for q, hits in zip(texts, results, strict=True)]
     out: dict[str, Any] = {"seconds": elapsed, "count": store.count}
@@ -317,23 +319,21 @@ def create_app(model: "DSEModel", store: "CandidateStore | str | Path | None" = 
     from fastapi.responses import JSONResponse
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
-    from .retrieval import PREFILTER_KINDS, TurnTakingScorer, check_reranker, has_ann, load_ann
-    from .retrieval.rerank import depth
+    from .retrieval import PREFILTER_KINDS, has_ann, load_ann
+    from .retrieval.rerank import serving_reranker
 
     limits = limits or ServeLimits()
-    if reranker is not None:
-        check_reranker(reranker, model.task)
-        depth(1, rerank_top)  # a bad default is refused at start, not on the first request
+    encoder = Encoder(model, limits.encode_batch)
+    locked, top = serving_reranker(reranker, model.task, rerank_top, limits.max_rerank_top, encoder.lock,
+                                   limits.rerank_batch)
+    rerank_info = None if locked is None else {"teacher": str(getattr(reranker, "path", "")), "rerank_top": top}
     opened = _open_for_serving(model, store, verify_store) if store is not None else None
     anns = {} if opened is None else {k: load_ann(opened, k) for k in PREFILTER_KINDS if has_ann(opened, k)}
-    encoder = Encoder(model, limits.encode_batch)
-    locked = None if reranker is None else TurnTakingScorer(reranker, encoder.lock, limits.rerank_batch)
     EncodeRequest, ScoreRequest, SearchRequest = _request_models(limits)  # noqa: N806 - classes
     model.eval()
     health_body = {"status": "ok", "task": model.task.name, "kind": model.task.kind, "dim": model.embedding_dim,
                    "store": None if opened is None else {"count": opened.count, "ann": sorted(anns)},
-                   "rerank": None if reranker is None else {"teacher": str(getattr(reranker, "path", "")),
-                                                            "rerank_top": depth(1, rerank_top)},
+                   "rerank": rerank_info,
                    "limits": dict(limits.__dict__)}
 
     app = FastAPI(title="dsembed", version="1", summary="Distilled sentence embeddings: encode, score, search")

