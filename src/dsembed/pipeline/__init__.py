@@ -11,7 +11,8 @@ from __future__ import annotations
 from ..config import PipelineConfig
 from .report import format_table, teacher_description
 from .run import run_pipeline
+from .seeds import format_seed_table, run_seeds, summarise_seeds
 from .stages import STUDENT_NAMES, load_pipeline_data, load_test_data, pipeline_task
 
-__all__ = ["PipelineConfig", "STUDENT_NAMES", "format_table", "load_pipeline_data", "load_test_data",
-           "pipeline_task", "run_pipeline", "teacher_description"]
+__all__ = ["PipelineConfig", "STUDENT_NAMES", "format_seed_table", "format_table", "load_pipeline_data",
+           "load_test_data", "pipeline_task", "run_pipeline", "run_seeds", "summarise_seeds", "teacher_description"]

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+# How each row of a run is named in the printed tables.
+ROW_LABELS = {"teacher": "teacher (cross-encoder)", "dse_student": "DSE student (alpha>0)",
+              "label_only_student": "label-only student (alpha=0)", "pretrained_cosine": "pretrained encoder + cosine"}
+
 
 def teacher_description(info: dict[str, Any]) -> str:
     """One line saying which teacher a run used (printed with the table, written into model cards)."""
@@ -26,11 +30,9 @@ def format_table(record: dict[str, Any]) -> str:
     """The dev-set comparison table printed at the end of a pipeline run."""
     metrics = sorted({m for r in record["results"].values() for m in r})
     rows = [["model", *metrics, f"rel. degr. {record['main_metric']} %"]]
-    labels = {"teacher": "teacher (cross-encoder)", "dse_student": "DSE student (alpha>0)",
-              "label_only_student": "label-only student (alpha=0)", "pretrained_cosine": "pretrained encoder + cosine"}
     for name, values in record["results"].items():
         deg = record["relative_degradation_pct"].get(name)
-        rows.append([labels.get(name, name), *(f"{values[m]:.2f}" if m in values else "-" for m in metrics),
+        rows.append([ROW_LABELS.get(name, name), *(f"{values[m]:.2f}" if m in values else "-" for m in metrics),
                      "-" if deg is None else f"{deg:+.2f}"])
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
