@@ -45,6 +45,7 @@ BUNDLE_SPLIT_FILE = "{split}.safetensors"  # train.safetensors, dev.safetensors
 # --- pipeline run folder --------------------------------------------------------------------------------
 RUN_RECORD = "record.json"
 RUN_PLOT = "student_vs_teacher.png"
+SEED_DIR = "seed-{seed}"  # one run of a multi-seed pipeline job
 TEACHER_SUBDIR = "teacher"
 LOGITS_CACHE_SUBDIR = "logits_cache"
 

@@ -29,6 +29,7 @@ from .common import (
     TrainOpt,
     fail,
     parse_labels,
+    parse_seeds,
     setup,
     task_and_data,
 )
@@ -54,6 +55,8 @@ def pipeline(
         help="student head learning rate (default 1e-3; the official single rate: pass the --learning-rate "
              "value)")] = None,
     seed: Annotated[int | None, typer.Option()] = None,
+    seeds: Annotated[str | None, typer.Option(
+        help="comma-separated seeds: one run per seed (own sub-folder), then the table of seed means ± std")] = None,
     max_train_pairs: Annotated[int | None, typer.Option()] = None,
     max_length: Annotated[int | None, typer.Option()] = None,
     data_dir: DataDirOpt = None,
@@ -69,7 +72,7 @@ def pipeline(
     """Run every stage for a task and print the dev-set table (teacher, students, cosine baseline)."""
     setup()
     from ..config import PipelineConfig
-    from ..pipeline import format_table, run_pipeline
+    from ..pipeline import format_seed_table, format_table, run_pipeline, run_seeds
 
     cfg = PipelineConfig.from_profile(
         profile, task=task, output_dir=str(output_dir or Path("runs") / profile / task), teacher_model=teacher,
@@ -81,6 +84,12 @@ def pipeline(
         teacher={"base": teacher_base, "epochs": teacher_epochs},
         student={"base": student_base, "alpha": alpha, "pooling": pooling, "epochs": student_epochs,
                  "learning_rate": learning_rate, "head_learning_rate": head_learning_rate})
+    if seeds:
+        summary = run_seeds(cfg, parse_seeds(seeds))
+        typer.echo(format_seed_table(summary))
+        typer.echo(f"wall time {summary['wall_seconds']:.0f} s for {len(summary['seeds'])} seeds; "
+                   f"record: {Path(cfg.output_dir) / RUN_RECORD}")
+        return
     record = run_pipeline(cfg)
     if "only_student" in record:
         typer.echo(f"trained {record['only_student']} in {record['folder']}; run again without --only-student "
