@@ -62,4 +62,5 @@ def test_run_seeds_needs_two_seeds_and_one_line_cli_errors(tmp_path: Path) -> No
     with pytest.raises(ConfigError, match="at least two seeds"):
         run_seeds(PipelineConfig(output_dir=str(tmp_path)), [42, 42])
     result = CliRunner().invoke(app, ["pipeline", "mrpc", "--seeds", "42,x", "--output-dir", str(tmp_path)])
-    assert result.exit_code == 2 and result.output.strip() == "error: --seeds takes comma-separated integers, not '42,x'"
+    assert result.exit_code == 2
+    assert result.output.strip() == "error: --seeds takes comma-separated integers, not '42,x'"
