@@ -81,7 +81,9 @@ def test_equal_compute_takes_the_labelled_only_step_count(tiny_base: str, mrpc_t
     assert [row["step"] for row in equal.record["dev_curve"]] == [row["step"] for row in plain.record["dev_curve"]]
     assert equal.record["alpha_ignored"] and "AugSBERT" in equal.record["loss"]
     assert equal.record["mined"]["recipe"] == "augsbert" and equal.record["mined"]["steps"] == 8
-    assert "AugSBERT student" in (equal.path / "README.md").read_text()
+    card = (equal.path / "README.md").read_text()
+    assert "AugSBERT student" in card and "8 optimiser steps" in card and "alpha not used" in card
+    assert ", 2 epochs," in (plain.path / "README.md").read_text()
 
 
 def test_an_interrupted_stream_run_resumes_on_the_same_batches(tiny_base: str, mrpc_train: PairDataset,

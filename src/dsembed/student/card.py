@@ -87,6 +87,13 @@ def _usage(config: dict[str, Any], ships_pooling_code: bool, has_onnx: bool) -> 
     return lines
 
 
+def _length(training: dict[str, Any]) -> str:
+    """How long it trained: epochs, or the optimiser steps of a step-budgeted run (mined pairs, max_steps)."""
+    if training.get("max_steps") or training.get("equal_compute") or training.get("mined"):
+        return f"{training.get('optimizer_steps', training.get('max_steps'))} optimiser steps"
+    return f"{training.get('epochs')} epochs"
+
+
 def _augmentation(mined: dict[str, Any] | None) -> list[str]:
     """The card line for a student trained on teacher-scored mined pairs too (none without them)."""
     if not mined:
@@ -126,8 +133,8 @@ def model_card(config: dict[str, Any], facts: dict[str, Any], *, has_onnx: bool 
              *_augmentation(training.get("mined")),
              f"- Training: loss {loss}; encoder lr "
              f"{training.get('learning_rate')}, head lr {training.get('head_learning_rate')}, batch "
-             f"{training.get('batch_size')}, {training.get('epochs')} epochs, warmup {training.get('warmup_ratio')}, "
-             f"weight decay {training.get('weight_decay')}, seed {training.get('seed')}; the best dev epoch "
+             f"{training.get('batch_size')}, {_length(training)}, warmup {training.get('warmup_ratio')}, "
+             f"weight decay {training.get('weight_decay')}, seed {training.get('seed')}; the best dev evaluation "
              f"({training.get('best_checkpoint')}) was kept.", "", "## Results", "",
              *_results_table(facts, training), "",
              *_usage(config, ships_pooling_code, has_onnx),
