@@ -65,6 +65,7 @@ def test_distill_with_a_mined_bundle_end_to_end(tiny_base: str, mrpc_train: Pair
     summary = json.loads(result.stdout[result.stdout.index("{\n"):])  # the Trainer prints its logs before
     assert summary["optimizer_steps"] == 8  # 32 labelled pairs / 8 per batch, 2 epochs
     record = json.loads((out / "training.json").read_text())
+    assert record["mined"]["teacher"] == "hash-teacher"
     assert record["mined"]["count"] == 20 and record["mined"]["strategies"] == {"bm25": 13, "random": 7}
     assert (record["mined"]["ratio"], record["mined"]["sampling"], record["mined"]["recipe"]) == (2.0, "concat",
                                                                                                     "dse")

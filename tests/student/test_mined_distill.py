@@ -53,7 +53,7 @@ def test_max_steps_with_mined_pairs_keeps_the_best_evaluation(tiny_base: str, mr
     metrics, _ = evaluate_student(DSEModel.load(trained.path, device="cpu"), MRPC, mrpc_dev)
     assert metrics[MRPC.main_metric] == pytest.approx(max(scores), abs=1e-3)
     assert record["mined"] == {"count": 24, "strategies": {"bm25": 24}, "fingerprint": mined.fingerprint(),
-                               "ratio": 3.0, "sampling": "mixed", "recipe": "dse", "steps": 6}
+                               "teacher": None, "ratio": 3.0, "sampling": "mixed", "recipe": "dse", "steps": 6}
     card = (trained.path / "README.md").read_text()
     assert "Augmentation: 24 unlabelled pairs mined and scored by the teacher (bm25 24)" in card
 

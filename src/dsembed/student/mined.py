@@ -32,12 +32,14 @@ MINED_SAMPLINGS = ("mixed", "concat")
 class MinedRows:
     """Unlabelled pairs with the teacher's raw logits (same layout as stored teacher logits).
 
-    ``strategy`` names how each pair was found (e.g. "bm25", "random"); it is recorded, not trained on.
+    ``strategy`` names how each pair was found (e.g. "bm25", "random") and ``teacher`` which teacher
+    scored them; both are recorded, neither is trained on.
     """
 
     pairs: PairDataset
     teacher_logits: np.ndarray
     strategy: list[str] | None = None
+    teacher: str | None = None
 
     def __post_init__(self) -> None:
         self.teacher_logits = np.asarray(self.teacher_logits, dtype=np.float32)
@@ -84,7 +86,7 @@ def teacher_labels(task: TaskSpec, teacher_logits: np.ndarray) -> np.ndarray:
 def mined_record(mined: MinedRows, ratio: float, sampling: str, recipe: str, steps: int) -> dict[str, Any]:
     """What a student's ``training.json`` says about the mined pairs it trained on."""
     return {"count": len(mined), "strategies": mined.strategy_counts(), "fingerprint": mined.fingerprint(),
-            "ratio": ratio, "sampling": sampling, "recipe": recipe, "steps": steps}
+            "teacher": mined.teacher, "ratio": ratio, "sampling": sampling, "recipe": recipe, "steps": steps}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -154,7 +156,8 @@ def load_mined_rows(folder: str | Path, task: TaskSpec) -> MinedRows:
         raise CorruptFileError(f"{folder}: row counts disagree (" + ", ".join(f"{k} {v}" for k, v in counts.items())
                                + ")")
     try:
-        mined = MinedRows(PairDataset(pairs.sentence1, pairs.sentence2, None, source=str(folder)), logits, strategy)
+        mined = MinedRows(PairDataset(pairs.sentence1, pairs.sentence2, None, source=str(folder)), logits, strategy,
+                          str(info["teacher"]))
     except ConfigError as exc:
         raise CorruptFileError(f"{folder}: {exc}") from exc
     mined.check_task(task)
