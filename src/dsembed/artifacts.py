@@ -42,6 +42,11 @@ LOGITS_META = "meta.json"
 BUNDLE_INFO = "teacher.json"  # a logits bundle's teacher record
 BUNDLE_SPLIT_FILE = "{split}.safetensors"  # train.safetensors, dev.safetensors
 
+# --- a mined-pairs bundle (teacher-scored extra pairs for the student; written by the augment stage) ----
+MINED_PAIRS = "pairs.jsonl"  # one JSON object per line: sentence1, sentence2, strategy
+MINED_LOGITS = LOGITS_FILE  # tensor "logits", float32 (n, num_labels): the teacher's raw logits
+MINED_INFO = "bundle.json"  # teacher, task, num_labels, n_pairs
+
 # --- pipeline run folder --------------------------------------------------------------------------------
 RUN_RECORD = "record.json"
 RUN_PLOT = "student_vs_teacher.png"
