@@ -23,7 +23,8 @@ _PUBLIC = {
     "compute_teacher_logits": "teacher", "TeacherLogits": "teacher", "LogitsBundle": "teacher",
     "write_logits_bundle": "teacher", "load_logits_bundles": "teacher",
     # student
-    "DSEModel": "student", "distill": "student", "DistillationTrainer": "student",
+    "DSEModel": "student", "distill": "student", "DistillationTrainer": "student", "MinedRows": "student",
+    "load_mined_rows": "student",
     # evaluation
     "compute_metrics": "evaluation", "evaluate_student": "evaluation", "evaluate_sts_file": "evaluation",
     # retrieval

@@ -42,9 +42,15 @@ LOGITS_META = "meta.json"
 BUNDLE_INFO = "teacher.json"  # a logits bundle's teacher record
 BUNDLE_SPLIT_FILE = "{split}.safetensors"  # train.safetensors, dev.safetensors
 
+# --- a mined-pairs bundle (teacher-scored extra pairs for the student; written by the augment stage) ----
+MINED_PAIRS = "pairs.jsonl"  # one JSON object per line: sentence1, sentence2, strategy
+MINED_LOGITS = LOGITS_FILE  # tensor "logits", float32 (n, num_labels): the teacher's raw logits
+MINED_INFO = "bundle.json"  # teacher, task, num_labels, n_pairs
+
 # --- pipeline run folder --------------------------------------------------------------------------------
 RUN_RECORD = "record.json"
 RUN_PLOT = "student_vs_teacher.png"
+SEED_DIR = "seed-{seed}"  # one run of a multi-seed pipeline job
 TEACHER_SUBDIR = "teacher"
 LOGITS_CACHE_SUBDIR = "logits_cache"
 
@@ -72,6 +78,4 @@ SERVE_SOAK_RECORD = "serve_soak.json"  # benchmarks/serve_soak.py: the HTTP serv
 # --- mined pairs (augmentation) -------------------------------------------------------------------------
 MINED_RECORD_SUFFIX = ".record.json"  # mined.jsonl -> mined.record.json: how the pairs were mined
 MINED_LOGITS_SUBDIR = "mined_logits"  # per-chunk teacher-logits entries of mined pairs, found by pair hash
-MINED_BUNDLE_PAIRS = "pairs.jsonl"  # a scored bundle's pairs (the mined-pairs format)
-MINED_BUNDLE_LOGITS = "teacher_logits.safetensors"  # its raw teacher logits + per-row pair hashes
-MINED_BUNDLE_INFO = "mined_bundle.json"  # teacher, task, pair-set fingerprint, per-row hashes, records
+# a scored bundle is MINED_PAIRS + MINED_LOGITS (+ its pair_hashes tensor) + MINED_INFO, above

@@ -16,6 +16,8 @@ DEFAULT_STUDENT_BASE = "all-MiniLM-L6-v2"  # shipped offline by the PyPI package
 DEFAULT_TEACHER_BASE = "all-MiniLM-L6-v2"  # trains on a CPU in minutes; all-mpnet-base-v2 is the strong choice
 POOLINGS = ("top4", "topk", "mean", "cls")
 ONLY_STUDENT_CHOICES = ("dse", "label_only")
+RECIPES = ("dse", "augsbert")  # augsbert: task loss on gold + teacher-labelled mined pairs, no distillation term
+MINED_SAMPLINGS = ("mixed", "concat")
 
 
 @dataclass
@@ -65,12 +67,45 @@ class StudentConfig(TrainingSettings):
     # 1e-3 for the head lifted every DSE student measured (RESULTS.md, "Student settings tried").
     head_learning_rate: float | None = 1e-3
     batch_size: int = 32
+    # Teacher-scored mined pairs (used only when distill() is given some): mined rows per labelled row in
+    # the training stream (0 = off); "mixed" puts that ratio into every batch, "concat" shuffles one stream.
+    mined_ratio: float = 1.0
+    mined_sampling: str = "mixed"
+    recipe: str = "dse"  # "augsbert": task loss on gold + teacher-labelled mined pairs; alpha is then ignored
+    # A budget of optimiser steps instead of epochs; equal_compute: the steps of the same run on the
+    # labelled pairs alone (so more rows per step cost no extra compute). `epochs` still sets how often
+    # the dev set is evaluated (ceil(epochs) times, spread evenly), as in the epoch run.
+    max_steps: int | None = None
+    equal_compute: bool = False
 
     def __post_init__(self) -> None:
         if self.pooling.lower() not in POOLINGS:
             raise ConfigError(f"unknown pooling {self.pooling!r}; choose one of {', '.join(POOLINGS)}")
         if not 0.0 <= self.alpha <= 1.0:
             raise ConfigError(f"alpha must be in [0, 1], not {self.alpha}")
+        if self.recipe not in RECIPES:
+            raise ConfigError(f"unknown recipe {self.recipe!r}; choose one of {', '.join(RECIPES)}")
+        if self.mined_sampling not in MINED_SAMPLINGS:
+            raise ConfigError(f"unknown mined_sampling {self.mined_sampling!r}; choose one of "
+                              f"{', '.join(MINED_SAMPLINGS)}")
+        if not self.mined_ratio >= 0.0 or self.mined_ratio == float("inf"):
+            raise ConfigError(f"mined_ratio must be a finite number >= 0, not {self.mined_ratio}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ConfigError(f"max_steps must be at least 1, not {self.max_steps}")
+        if self.max_steps is not None and self.equal_compute:
+            raise ConfigError("give max_steps or equal_compute, not both")
+
+    def resume_key(self) -> dict[str, Any]:
+        """As for every stage, plus the mined-pair and step settings where they differ from the default
+        (so folders made before those settings existed still resume)."""
+        key = super().resume_key()
+        for name in _STUDENT_OPTIONAL_KEYS:
+            if key[name] == getattr(StudentConfig, name):
+                del key[name]
+        return key
+
+
+_STUDENT_OPTIONAL_KEYS = ("mined_ratio", "mined_sampling", "recipe", "max_steps", "equal_compute")
 
 
 # Settings a pipeline run applies to both stages: one seed and one sequence length for the whole run.

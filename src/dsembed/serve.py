@@ -12,14 +12,14 @@
   between its batches instead of holding the encoder for its whole length. Head scoring runs unlocked.
 * Every text field is checked (:func:`check_text`): a string, valid Unicode (no lone surrogate), no NUL,
   not blank, not over ``max_chars``; anything else is a 422 that does not echo the input back.
+* A re-ranker (a cross-encoder over /search's head candidates) takes the same lock per ``rerank_batch``
+  pairs (:class:`~dsembed.retrieval.TurnTakingScorer`): a long re-rank never blocks /health or starves others.
 * A store is opened, required complete (no unfinished ingest) and, by default, verified byte for byte
   against its checksums before the first request; a damaged row found later answers 503, never a ranking.
 """
 
 import json
-import threading
 import time
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +29,7 @@ import numpy as np
 
 from .data.validate import text_problem
 from .errors import ConfigError, CorruptFileError, StoreError
+from .utils import FairLock
 
 if TYPE_CHECKING:  # pragma: no cover
     from fastapi import FastAPI
@@ -49,6 +50,8 @@ class ServeLimits:
     max_top_k: int = 1000
     max_prefilter: int = 10_000
     encode_batch: int = 64  # sentences encoded per turn of the encoder lock (big requests yield in between)
+    max_rerank_top: int = 200  # head candidates per query a request may send to the re-ranker
+    rerank_batch: int = 16  # pairs the re-ranker scores per turn of the lock
 
 
 class BodyLimitMiddleware:
@@ -110,43 +113,6 @@ class BodyLimitMiddleware:
                 raise
         if exceeded and not started:
             await self._reject(send, 413, f"request body over {self.max_bytes} bytes")
-
-
-class FairLock:
-    """A FIFO lock: waiters get it in arrival order, and a thread that releases and re-acquires queues behind them.
-
-    ``threading.Lock`` makes no such promise (a releasing thread usually wins the lock straight back), so a
-    big request taking the encoder batch after batch could starve small ones.
-    """
-
-    def __init__(self) -> None:
-        self._mutex = threading.Lock()
-        self._waiters: deque[threading.Lock] = deque()
-        self._held = False
-
-    def acquire(self) -> None:
-        with self._mutex:
-            if not self._held and not self._waiters:
-                self._held = True
-                return
-            turn = threading.Lock()
-            turn.acquire()
-            self._waiters.append(turn)
-        turn.acquire()  # released by the holder handing the lock over (``_held`` stays True)
-
-    def release(self) -> None:
-        with self._mutex:
-            if self._waiters:
-                self._waiters.popleft().release()
-            else:
-                self._held = False
-
-    def __enter__(self) -> "FairLock":
-        self.acquire()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
 
 
 def check_text(value: object, max_chars: int) -> str:
@@ -263,6 +229,8 @@ def _request_models(limits: ServeLimits) -> tuple[Any, Any, Any]:
         nprobe: int | None = Field(default=None, ge=1, le=65536)
         precision: str = Field(default="fp32", pattern="^(fp32|bf16)$")
         label: int | str | None = None
+        rerank: bool = True  # false: the head's ranking only, even on a server with a re-ranker
+        rerank_top: int | None = Field(default=None, ge=1, le=limits.max_rerank_top)
 
         @field_validator("query", "label")
         @classmethod
@@ -288,14 +256,20 @@ def _open_for_serving(model: "DSEModel", store: "CandidateStore | str | Path", v
     return opened
 
 
-def _search(req: Any, model: "DSEModel", store: "CandidateStore", anns: dict[str, Any], encoder: Encoder) -> dict:
+def _search(req: Any, model: "DSEModel", store: "CandidateStore", anns: dict[str, Any], encoder: Encoder,
+            reranker: Any = None, rerank_top: int | None = None) -> dict:
     """The body of a /search answer; client mistakes are HTTP errors, a damaged row found by the scan a 503."""
     from fastapi import HTTPException
 
-    from .retrieval import rank, resolve_label
+    from .retrieval import rank, rerank_hits, resolve_label
+    from .retrieval.rerank import depth
 
     if (req.query is None) == (req.queries is None):
         raise HTTPException(status_code=422, detail="give exactly one of 'query' or 'queries'")
+    if req.rerank_top is not None and (reranker is None or not req.rerank):
+        raise HTTPException(status_code=422, detail="'rerank_top' needs re-ranking: this server has no re-ranker "
+                            "(start it with --rerank)" if reranker is None else "'rerank_top' with 'rerank': false")
+    reranker = reranker if req.rerank else None
     kind = req.prefilter_kind if req.prefilter_kind != "auto" else ("head" if "head" in anns else "cosine")
     if req.prefilter is not None and kind not in anns:
         raise HTTPException(status_code=409, detail=f"the store has no {kind} ANN index; search "
@@ -307,14 +281,19 @@ def _search(req: Any, model: "DSEModel", store: "CandidateStore", anns: dict[str
     texts = [req.query] if req.query is not None else list(req.queries or [])
     start = time.perf_counter()
     u = encoder.encode(texts)
+    head_k = req.top_k if reranker is None else depth(req.top_k, req.rerank_top or rerank_top)
     try:
-        results = rank(model, u, store, req.top_k, prefilter=req.prefilter, nprobe=req.nprobe,
+        results = rank(model, u, store, head_k, prefilter=req.prefilter, nprobe=req.nprobe,
                        precision=req.precision, label=req.label,
                        ann=anns.get(kind) if req.prefilter is not None else None)
+        if reranker is not None:  # the texts, not ``u``: the cross-encoder reads the query itself
+            results = rerank_hits(reranker, texts, results, req.top_k, label=resolve_label(model.task, req.label))
     except CorruptFileError as exc:  # no ranking rather than a wrong one
         raise HTTPException(status_code=503, detail=str(exc)) from None
     except StoreError as exc:
         raise HTTPException(status_code=409, detail=str(exc)) from None
+    except ConfigError as exc:  # the re-ranker gave no usable score: no ranking rather than a wrong one
+        raise HTTPException(status_code=503, detail=str(exc)) from None
     elapsed = time.perf_counter() - start
     payload = [{"query": q, "hits": [h.to_dict() for h in hits]} for q, hits in zip(texts, results, strict=True)]
     out: dict[str, Any] = {"seconds": elapsed, "count": store.count}
@@ -326,11 +305,14 @@ def _search(req: Any, model: "DSEModel", store: "CandidateStore", anns: dict[str
 
 
 def create_app(model: "DSEModel", store: "CandidateStore | str | Path | None" = None,
-               limits: "ServeLimits | None" = None, verify_store: bool = True) -> "FastAPI":
+               limits: "ServeLimits | None" = None, verify_store: bool = True, reranker: Any = None,
+               rerank_top: int | None = None) -> "FastAPI":
     """The FastAPI app: ``GET /health``, ``POST /encode``, ``POST /score``, ``POST /search``.
 
     ``verify_store``: read the whole store once against its checksums before serving (seconds per million
-    rows); off, only the cheap checks of opening it run.
+    rows); off, only the cheap checks of opening it run. ``reranker``: a cross-encoder (``dsembed.load_teacher``)
+    that re-ranks each /search's head top ``rerank_top`` (default 50; a request may ask for another, up to
+    ``limits.max_rerank_top``, or send ``"rerank": false``).
     """
     from fastapi import FastAPI, HTTPException
     from fastapi.exceptions import RequestValidationError
@@ -338,15 +320,20 @@ def create_app(model: "DSEModel", store: "CandidateStore | str | Path | None" = 
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
     from .retrieval import PREFILTER_KINDS, has_ann, load_ann
+    from .retrieval.rerank import serving_reranker
 
     limits = limits or ServeLimits()
+    encoder = Encoder(model, limits.encode_batch)
+    locked, top = serving_reranker(reranker, model.task, rerank_top, limits.max_rerank_top, encoder.lock,
+                                   limits.rerank_batch)
+    rerank_info = None if locked is None else {"teacher": str(getattr(reranker, "path", "")), "rerank_top": top}
     opened = _open_for_serving(model, store, verify_store) if store is not None else None
     anns = {} if opened is None else {k: load_ann(opened, k) for k in PREFILTER_KINDS if has_ann(opened, k)}
-    encoder = Encoder(model, limits.encode_batch)
     EncodeRequest, ScoreRequest, SearchRequest = _request_models(limits)  # noqa: N806 - classes
     model.eval()
     health_body = {"status": "ok", "task": model.task.name, "kind": model.task.kind, "dim": model.embedding_dim,
                    "store": None if opened is None else {"count": opened.count, "ann": sorted(anns)},
+                   "rerank": rerank_info,
                    "limits": dict(limits.__dict__)}
 
     app = FastAPI(title="dsembed", version="1", summary="Distilled sentence embeddings: encode, score, search")
@@ -374,14 +361,14 @@ def create_app(model: "DSEModel", store: "CandidateStore | str | Path | None" = 
     def search_endpoint(req: SearchRequest) -> JSONResponse:
         if opened is None:
             raise HTTPException(status_code=409, detail="this server has no candidate store (start it with --store)")
-        return JSONResponse(_search(req, model, opened, anns, encoder))
+        return JSONResponse(_search(req, model, opened, anns, encoder, locked, rerank_top))
 
     return app
 
 
 def serve(model: "DSEModel | str | Path", store: str | Path | None = None, host: str = "127.0.0.1", port: int = 8000,
           limits: ServeLimits | None = None, log_level: str = "info", verify_store: bool = True,
-          threads: int = 0) -> None:
+          threads: int = 0, reranker: Any = None, rerank_top: int | None = None) -> None:
     """Serve a student (a loaded one, or its folder) and optionally a store with uvicorn until interrupted.
 
     ``threads``: torch's intra-op threads (0: torch's default, one per core). Fewer leave a core to the
@@ -399,5 +386,5 @@ def serve(model: "DSEModel | str | Path", store: str | Path | None = None, host:
 
     if not isinstance(model, DSEModel):
         model = DSEModel.load(model)
-    app = create_app(model, store, limits, verify_store=verify_store)
+    app = create_app(model, store, limits, verify_store=verify_store, reranker=reranker, rerank_top=rerank_top)
     uvicorn.run(app, host=host, port=port, log_level=log_level)

@@ -263,6 +263,8 @@ def dev_curve(log_history: list[dict[str, Any]]) -> list[dict[str, float]]:
         if row:
             if "epoch" in entry:
                 row["epoch"] = float(entry["epoch"])
+            if "step" in entry:  # a step-budgeted run evaluates within its single pass: the step places it
+                row["step"] = int(entry["step"])
             curve.append(row)
     return curve
 

@@ -1,4 +1,4 @@
-"""Small shared helpers: atomic writes, fingerprints, devices, seeding."""
+"""Small shared helpers: atomic writes, fingerprints, devices, seeding, a fair lock."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import json
 import os
 import shutil
 import tempfile
+import threading
+from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -176,3 +178,40 @@ def environment_record() -> dict[str, Any]:
         "dsembed": __version__,
         "command": " ".join(sys.argv),
     }
+
+
+class FairLock:
+    """A FIFO lock: waiters get it in arrival order, and a thread that releases and re-acquires queues behind them.
+
+    ``threading.Lock`` makes no such promise (a releasing thread usually wins the lock straight back), so a
+    big request taking the encoder batch after batch could starve small ones.
+    """
+
+    def __init__(self) -> None:
+        self._mutex = threading.Lock()
+        self._waiters: deque[threading.Lock] = deque()
+        self._held = False
+
+    def acquire(self) -> None:
+        with self._mutex:
+            if not self._held and not self._waiters:
+                self._held = True
+                return
+            turn = threading.Lock()
+            turn.acquire()
+            self._waiters.append(turn)
+        turn.acquire()  # released by the holder handing the lock over (``_held`` stays True)
+
+    def release(self) -> None:
+        with self._mutex:
+            if self._waiters:
+                self._waiters.popleft().release()
+            else:
+                self._held = False
+
+    def __enter__(self) -> FairLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()

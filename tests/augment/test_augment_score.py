@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import MRPC, STSB, HashTeacher, synthetic_pairs
-from dsembed.artifacts import MINED_BUNDLE_INFO, MINED_BUNDLE_PAIRS
+from dsembed.artifacts import MINED_INFO, MINED_PAIRS
 from dsembed.augment import (
     MinedPairs,
     ScoredPairs,
@@ -89,14 +89,15 @@ def test_a_superset_scores_only_the_new_pairs_and_another_teacher_scores_all(min
 def test_bundle_round_trip_and_mismatch_errors(mined: MinedPairs, tmp_path: Path) -> None:
     scored = score_mined(HashTeacher(MRPC), mined, cache=tmp_path / "store")
     folder = write_mined_bundle(scored, tmp_path / "bundle")
-    info = json.loads((folder / MINED_BUNDLE_INFO).read_text())
+    info = json.loads((folder / MINED_INFO).read_text())
     assert info["num_labels"] == 2 and info["task"] == "mrpc" and len(info["pair_hashes"]) == len(mined)
     assert info["pairs_fingerprint"] == mined.pairs.fingerprint() and info["teacher_fingerprint"]
+    assert info["n_pairs"] == len(mined)
     back = load_mined_bundle(folder, mined)
     np.testing.assert_array_equal(back.teacher_logits, scored.teacher_logits)
     assert back.pairs.pairs() == mined.pairs.pairs() and back.strategy == mined.strategy
     # only the logits came back: the pairs come from the mined file, and are checked against the bundle
-    (folder / MINED_BUNDLE_PAIRS).unlink()
+    (folder / MINED_PAIRS).unlink()
     np.testing.assert_array_equal(load_mined_bundle(folder, mined).teacher_logits, scored.teacher_logits)
     with pytest.raises(StaleLogitsError, match="do not match the pairs"):
         load_mined_bundle(folder, mined.select(np.arange(len(mined))[::-1]))
@@ -165,3 +166,14 @@ def test_scoring_killed_with_sigkill_resumes_where_it_stopped(mined: MinedPairs,
     scored = score_mined(teacher, mined, cache=tmp_path / "store", chunk_size=8)
     assert teacher.scored == left
     np.testing.assert_array_equal(scored.teacher_logits, _expected(mined))
+
+
+def test_the_student_side_reads_the_bundle(mined: MinedPairs, tmp_path: Path) -> None:
+    """``distill --mined`` reads bundles with ``dsembed.student.load_mined_rows``: same rows, logits, strategies."""
+    from dsembed.student import load_mined_rows
+
+    scored = score_mined(HashTeacher(MRPC), mined, cache=tmp_path / "store")
+    rows = load_mined_rows(write_mined_bundle(scored, tmp_path / "bundle"), MRPC)
+    assert rows.pairs.pairs() == mined.pairs.pairs() and rows.strategy == mined.strategy
+    np.testing.assert_array_equal(rows.teacher_logits, scored.teacher_logits)
+    assert rows.teacher == scored.teacher

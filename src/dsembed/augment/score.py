@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..artifacts import LOGITS_FILE, MINED_BUNDLE_INFO, MINED_BUNDLE_LOGITS, MINED_BUNDLE_PAIRS, MINED_LOGITS_SUBDIR
+from ..artifacts import LOGITS_FILE, MINED_INFO, MINED_LOGITS, MINED_LOGITS_SUBDIR, MINED_PAIRS
 from ..bases import cache_dir
 from ..data import PairDataset
 from ..errors import ConfigError, CorruptFileError, InputNotFoundError, StaleLogitsError
@@ -157,31 +157,31 @@ def write_mined_bundle(scored: ScoredPairs, folder: PathLike) -> Path:
     hashes = scored.pairs.pair_hashes()
     info = {"format_version": BUNDLE_VERSION, "teacher": scored.teacher,
             "teacher_fingerprint": scored.teacher_fingerprint,
-            "task": scored.task, "num_labels": int(scored.teacher_logits.shape[1]), "rows": len(scored),
+            "task": scored.task, "num_labels": int(scored.teacher_logits.shape[1]), "n_pairs": len(scored),
             "pairs_fingerprint": scored.pairs.fingerprint(), "pair_hashes": [f"{int(h):016x}" for h in hashes],
             "record": scored.record}
     with atomic_dir(folder) as tmp:
-        MinedPairs(scored.pairs, list(scored.strategy), {}).save(tmp / MINED_BUNDLE_PAIRS)
+        MinedPairs(scored.pairs, list(scored.strategy), {}).save(tmp / MINED_PAIRS)
         for sidecar in tmp.glob("*.record.json"):  # the bundle JSON holds the records
             sidecar.unlink()
-        scored.as_teacher_logits().save(tmp / MINED_BUNDLE_LOGITS)
-        atomic_write_json(tmp / MINED_BUNDLE_INFO, info)
+        scored.as_teacher_logits().save(tmp / MINED_LOGITS)
+        atomic_write_json(tmp / MINED_INFO, info)
     return folder
 
 
 def _bundle_info(folder: Path) -> dict:
     if not folder.is_dir():
         raise InputNotFoundError(f"{folder}: no such mined-pairs bundle folder")
-    for name in (MINED_BUNDLE_INFO, MINED_BUNDLE_LOGITS):
+    for name in (MINED_INFO, MINED_LOGITS):
         if not (folder / name).is_file():
             raise InputNotFoundError(f"{folder} is not a mined-pairs bundle ({name} is missing)")
     try:
-        info = json.loads((folder / MINED_BUNDLE_INFO).read_text())
+        info = json.loads((folder / MINED_INFO).read_text())
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CorruptFileError(f"{folder / MINED_BUNDLE_INFO}: not readable JSON ({exc})") from exc
-    needed = {"teacher", "teacher_fingerprint", "task", "num_labels", "pairs_fingerprint", "pair_hashes"}
+        raise CorruptFileError(f"{folder / MINED_INFO}: not readable JSON ({exc})") from exc
+    needed = {"teacher", "teacher_fingerprint", "task", "num_labels", "n_pairs", "pairs_fingerprint", "pair_hashes"}
     if not isinstance(info, dict) or needed - set(info):
-        raise CorruptFileError(f"{folder / MINED_BUNDLE_INFO} lacks {sorted(needed - set(info or {}))}")
+        raise CorruptFileError(f"{folder / MINED_INFO} lacks {sorted(needed - set(info or {}))}")
     return info
 
 
@@ -193,19 +193,19 @@ def load_mined_bundle(folder: PathLike, mined: MinedPairs | None = None) -> Scor
     """
     folder = Path(folder)
     info = _bundle_info(folder)
-    logits = TeacherLogits.load(folder / MINED_BUNDLE_LOGITS)
-    pairs_file = folder / MINED_BUNDLE_PAIRS
+    logits = TeacherLogits.load(folder / MINED_LOGITS)
+    pairs_file = folder / MINED_PAIRS
     if pairs_file.is_file():
         rows = MinedPairs.load(pairs_file)
     elif mined is not None:
         rows = mined
     else:
-        raise InputNotFoundError(f"{folder} has no {MINED_BUNDLE_PAIRS}; pass the mined-pairs file it scored")
+        raise InputNotFoundError(f"{folder} has no {MINED_PAIRS}; pass the mined-pairs file it scored")
     stored_hashes = np.array([int(h, 16) for h in info["pair_hashes"]], dtype=np.uint64)
     if len(stored_hashes) != len(logits.pair_hashes) or (stored_hashes != logits.pair_hashes).any():
-        raise StaleLogitsError(f"{folder}: {MINED_BUNDLE_INFO} and {MINED_BUNDLE_LOGITS} list different pairs")
+        raise StaleLogitsError(f"{folder}: {MINED_INFO} and {MINED_LOGITS} list different pairs")
     if logits.teacher_fingerprint != info["teacher_fingerprint"] or logits.logits.shape[1:] != (info["num_labels"],):
-        raise StaleLogitsError(f"{folder}: {MINED_BUNDLE_LOGITS} is not the logits {MINED_BUNDLE_INFO} describes")
+        raise StaleLogitsError(f"{folder}: {MINED_LOGITS} is not the logits {MINED_INFO} describes")
     logits.check_matches(rows.pairs, source=str(folder))
     record = dict(info.get("record") or {})
     scored = ScoredPairs(rows.pairs, list(rows.strategy), logits.logits, info["teacher"], record,

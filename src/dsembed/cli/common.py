@@ -15,7 +15,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
-from ..errors import DsembedError
+from ..errors import ConfigError, DsembedError
 
 TaskArg = Annotated[str, typer.Argument(help="GLUE task (mrpc, stsb, rte, qnli, qqp, mnli) or your own task name")]
 ModelArg = Annotated[Path, typer.Argument(help="a dsembed student folder")]
@@ -85,6 +85,14 @@ def setup() -> None:
 def parse_labels(labels: str | None) -> tuple[str, ...]:
     """``"no,yes"`` -> ``("no", "yes")``."""
     return tuple(x.strip() for x in (labels or "").split(",") if x.strip())
+
+
+def parse_seeds(seeds: str) -> list[int]:
+    """``"42,43,44"`` -> ``[42, 43, 44]`` (a one-line error for anything that is not an integer)."""
+    try:
+        return [int(x) for x in seeds.split(",") if x.strip()]
+    except ValueError:
+        raise ConfigError(f"--seeds takes comma-separated integers, not {seeds!r}") from None
 
 
 def task_spec(task: str, kind: str | None, labels: str | None) -> Any:

@@ -19,6 +19,40 @@ from .export import BackendOpt, load_with_backend
 StoreArg = Annotated[Path, typer.Argument(help="a candidate store folder (see `dsembed index build`)")]
 ColumnOpt = Annotated[str | None, typer.Option(help="text column (.tsv/.csv) or key (.jsonl); default 'sentence'")]
 IdColumnOpt = Annotated[str | None, typer.Option(help="column/key holding candidate ids (default: row numbers)")]
+RerankOpt = Annotated[str | None, typer.Option(
+    "--rerank", metavar="TEACHER", help="re-rank the head's top candidates with this cross-encoder: a dsembed "
+                                        "teacher folder, a CrossEncoder folder or hub id, or an ensemble a,b")]
+RerankTopOpt = Annotated[int | None, typer.Option(help="with --rerank: head candidates per query the cross-encoder "
+                                                       "scores (default 50; at least --top-k)")]
+RerankBatchOpt = Annotated[int, typer.Option(help="with --rerank: pairs per cross-encoder batch")]
+
+
+def load_reranker(spec: str | None, student: object, rerank_top: int | None) -> object | None:
+    """The cross-encoder for ``--rerank``, refused unless its task has the student's kind and outputs."""
+    if spec is None:
+        if rerank_top is not None:
+            raise ConfigError("--rerank-top needs --rerank TEACHER")
+        return None
+    from ..retrieval import check_reranker
+    from ..teacher import load_teacher
+
+    task = student.task  # type: ignore[attr-defined]
+    teacher = load_teacher(spec, task)  # a cross-encoder with another number of outputs is refused here
+    for member in getattr(teacher, "members", [teacher]):
+        trained_for = member.info.get("task")
+        known = _registered_kind(trained_for)
+        if known is not None and known != task.kind:
+            raise ConfigError(f"--rerank {member.path} was trained for {trained_for} ({known}), the student's "
+                              f"task {task.name} is {task.kind}")
+    check_reranker(teacher, task)
+    return teacher
+
+
+def _registered_kind(name: object) -> str | None:
+    from ..tasks import TASKS
+
+    return TASKS[name].kind if isinstance(name, str) and name in TASKS else None
+
 
 def _read_input(path: Path, column: str | None, id_column: str | None) -> tuple[list[str], list[str] | None]:
     from ..data import read_sentences
@@ -191,8 +225,12 @@ def search(
     label: Annotated[str | None, typer.Option(help="multiclass: class to rank by (name or index)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
     backend: BackendOpt = "torch",
+    rerank: RerankOpt = None,
+    rerank_top: RerankTopOpt = None,
+    rerank_batch_size: RerankBatchOpt = 64,
 ) -> None:
-    """Rank every candidate of a store against the query with the student's head."""
+    """Rank every candidate of a store against the query with the student's head (then, with --rerank, the
+    head's top candidates with a cross-encoder)."""
     setup()
     import time
 
@@ -204,9 +242,11 @@ def search(
     if not texts:
         raise ConfigError("give a query sentence or --queries FILE")
     student = load_with_backend(model, backend)
+    reranker = load_reranker(rerank, student, rerank_top)
     start = time.perf_counter()
     results = rank(student, texts, store, top_k, prefilter=prefilter, prefilter_kind=prefilter_kind,
-                   nprobe=nprobe, precision=precision, label=label)
+                   nprobe=nprobe, precision=precision, label=label, reranker=reranker, rerank_top=rerank_top,
+                   rerank_batch_size=rerank_batch_size)
     elapsed = time.perf_counter() - start
     if as_json:
         out = {"seconds": elapsed, "results": [{"query": q, "hits": [h.to_dict() for h in hits]}
@@ -215,8 +255,13 @@ def search(
         return
     for q, hits in zip(texts, results, strict=True):
         typer.echo(f"# {q}")
+        if reranker is not None and hits:
+            typer.echo(f"{'#':>3}  {'teacher':<8}  {'student':<8} (rank)  id\ttext")
         for i, h in enumerate(hits, 1):
-            typer.echo(f"{i:>3}  {h.score:.6f}  {h.id}\t{h.text}")
+            if h.teacher_score is None:
+                typer.echo(f"{i:>3}  {h.score:.6f}  {h.id}\t{h.text}")
+            else:
+                typer.echo(f"{i:>3}  {h.teacher_score:.6f}  {h.score:.6f} ({h.student_rank:>3})  {h.id}\t{h.text}")
     typer.secho(f"{len(texts)} quer{'y' if len(texts) == 1 else 'ies'} in {elapsed:.3f} s", err=True)
 
 
@@ -276,16 +321,26 @@ def serve(
     = 0,
     log_level: str = "info",
     backend: BackendOpt = "torch",
+    rerank: RerankOpt = None,
+    rerank_top: RerankTopOpt = None,
+    max_rerank_top: Annotated[int, typer.Option(help="largest rerank_top a request may ask for")] = 200,
+    rerank_batch_size: Annotated[int, typer.Option(help="with --rerank: pairs per turn of the model lock")] = 16,
 ) -> None:
-    """Serve encode / score / search over HTTP (FastAPI + uvicorn)."""
+    """Serve encode / score / search over HTTP (FastAPI + uvicorn); --rerank adds a cross-encoder to /search."""
     setup()
     from ..serve import ServeLimits
     from ..serve import serve as run_server
 
     limits = ServeLimits(max_body_bytes=max_body_bytes, max_sentences=max_sentences, max_pairs=max_pairs,
-                         max_top_k=max_top_k, encode_batch=encode_batch)
-    run_server(load_with_backend(model, backend), store, host=host, port=port, limits=limits, log_level=log_level,
-               verify_store=verify, threads=threads)
+                         max_top_k=max_top_k, encode_batch=encode_batch, max_rerank_top=max_rerank_top,
+                         rerank_batch=rerank_batch_size)
+    student = load_with_backend(model, backend)
+    if rerank is not None and store is None:
+        raise ConfigError("--rerank re-ranks /search results: give --store too")
+    if rerank_top is not None and rerank_top > max_rerank_top:
+        raise ConfigError(f"--rerank-top {rerank_top} is over --max-rerank-top {max_rerank_top}")
+    run_server(student, store, host=host, port=port, limits=limits, log_level=log_level, verify_store=verify,
+               threads=threads, reranker=load_reranker(rerank, student, rerank_top), rerank_top=rerank_top)
 
 
 def bench(

@@ -29,6 +29,7 @@ from .common import (
     TrainOpt,
     fail,
     parse_labels,
+    parse_seeds,
     setup,
     task_and_data,
 )
@@ -54,6 +55,8 @@ def pipeline(
         help="student head learning rate (default 1e-3; the official single rate: pass the --learning-rate "
              "value)")] = None,
     seed: Annotated[int | None, typer.Option()] = None,
+    seeds: Annotated[str | None, typer.Option(
+        help="comma-separated seeds: one run per seed (own sub-folder), then the table of seed means ± std")] = None,
     max_train_pairs: Annotated[int | None, typer.Option()] = None,
     max_length: Annotated[int | None, typer.Option()] = None,
     data_dir: DataDirOpt = None,
@@ -69,7 +72,7 @@ def pipeline(
     """Run every stage for a task and print the dev-set table (teacher, students, cosine baseline)."""
     setup()
     from ..config import PipelineConfig
-    from ..pipeline import format_table, run_pipeline
+    from ..pipeline import format_seed_table, format_table, run_pipeline, run_seeds
 
     cfg = PipelineConfig.from_profile(
         profile, task=task, output_dir=str(output_dir or Path("runs") / profile / task), teacher_model=teacher,
@@ -81,6 +84,12 @@ def pipeline(
         teacher={"base": teacher_base, "epochs": teacher_epochs},
         student={"base": student_base, "alpha": alpha, "pooling": pooling, "epochs": student_epochs,
                  "learning_rate": learning_rate, "head_learning_rate": head_learning_rate})
+    if seeds:
+        summary = run_seeds(cfg, parse_seeds(seeds))
+        typer.echo(format_seed_table(summary))
+        typer.echo(f"wall time {summary['wall_seconds']:.0f} s for {len(summary['seeds'])} seeds; "
+                   f"record: {Path(cfg.output_dir) / RUN_RECORD}")
+        return
     record = run_pipeline(cfg)
     if "only_student" in record:
         typer.echo(f"trained {record['only_student']} in {record['folder']}; run again without --only-student "
@@ -196,28 +205,45 @@ def distill(
     batch_size: int = StudentConfig.batch_size,
     max_length: int | None = None,
     max_train_pairs: int | None = None,
+    mined: Annotated[Path | None, typer.Option(
+        help="mined-pairs bundle folder (teacher-scored extra pairs: pairs.jsonl, logits.safetensors, "
+             "bundle.json)")] = None,
+    mined_ratio: Annotated[float, typer.Option(help="mined rows per labelled row in the stream (0 = off)")] = (
+        StudentConfig.mined_ratio),
+    mined_sampling: Annotated[str, typer.Option(
+        help="mixed: every batch holds the ratio; concat: one shuffled stream")] = StudentConfig.mined_sampling,
+    recipe: Annotated[str, typer.Option(
+        help="dse: mined rows carry the distillation term; augsbert: task loss on the teacher's labels, "
+             "alpha ignored")] = StudentConfig.recipe,
+    max_steps: Annotated[int | None, typer.Option(help="train for exactly N optimiser steps")] = None,
+    equal_compute: Annotated[bool, typer.Option(
+        help="as many optimiser steps as the --epochs run on the labelled pairs alone")] = False,
     train: TrainOpt = None, dev: DevOpt = None, kind: KindOpt = None, labels: LabelsOpt = None,
     data_dir: DataDirOpt = None, skip_bad: SkipOpt = False, progress: ProgressOpt = True,
 ) -> None:
-    """Train the siamese student on labels and teacher logits (alpha=0: labels only)."""
+    """Train the siamese student on labels and teacher logits (alpha=0: labels only), optionally on mined pairs."""
     setup()
     from ..student import distill as run_distill
+    from ..student import load_mined_rows
     from ..teacher import TeacherLogits
 
-    if teacher_logits is None and alpha > 0:
+    if teacher_logits is None and alpha > 0 and recipe != "augsbert":
         fail("alpha > 0 needs --teacher-logits (see `dsembed logits`), or pass --alpha 0")
     config = StudentConfig(base=base, alpha=alpha, pooling=pooling, top_k=top_k, epochs=epochs,
                            learning_rate=learning_rate, head_learning_rate=head_learning_rate, batch_size=batch_size,
-                           max_length=max_length)
+                           max_length=max_length, mined_ratio=mined_ratio, mined_sampling=mined_sampling,
+                           recipe=recipe, max_steps=max_steps, equal_compute=equal_compute)
     spec, train_ds, dev_ds = task_and_data(task, train, dev, kind, labels, skip_bad, data_dir)
     train_ds = train_ds.subset(max_train_pairs, seed=42)
     stored = None
-    if teacher_logits is not None:
+    if teacher_logits is not None and recipe != "augsbert":
         stored = TeacherLogits.load(teacher_logits).aligned_to(train_ds, source=str(teacher_logits))
+    mined_rows = load_mined_rows(mined, spec) if mined is not None else None
     trained = run_distill(spec, train_ds, dev_ds, output_dir, None if stored is None else stored.logits, config,
-                          show_progress_bar=progress)
+                          show_progress_bar=progress, mined=mined_rows)
     typer.echo(json.dumps({"model": str(trained.path), "source": trained.source,
-                           "dev_metrics": trained.record["dev_metrics"]}, indent=2))
+                           "dev_metrics": trained.record["dev_metrics"],
+                           "optimizer_steps": trained.record.get("optimizer_steps")}, indent=2))
 
 
 def register(app: App) -> None:

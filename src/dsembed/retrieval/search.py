@@ -3,6 +3,7 @@
 ``rank`` scores every candidate in fp32 by default (exact); ``precision="bf16"`` screens with bfloat16 GEMMs
 and rescores a shortlist exactly; ``prefilter=M`` asks a FAISS index (:mod:`.ann`) for M candidates and
 re-ranks those with the exact head. :func:`ann_recall` measures what a prefilter loses against the exact scan.
+``reranker=`` adds a cross-encoder pass over the head's top candidates (:mod:`.rerank`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from ..errors import ConfigError, StoreError
 from ..student.head import PRECISIONS, HeadScorer
 from .ann import AnnIndex, has_ann, load_ann
 from .manifest import damaged
+from .rerank import PairScorer, check_reranker, depth, rerank_hits
 from .scoring import key_to_score, ranking_key, resolve_label, scorer_for
 from .store import CandidateStore, open_store
 
@@ -34,16 +36,23 @@ if TYPE_CHECKING:  # pragma: no cover
 
 @dataclass
 class Hit:
-    """One ranked candidate."""
+    """One ranked candidate: ``score`` is the head's, ``teacher_score`` the re-ranker's (None without one).
+
+    ``student_rank`` is the candidate's 1-based place in the head's order, so a re-ranked list shows how far
+    the cross-encoder moved it.
+    """
 
     row: int
     id: str
     text: str
     score: float
     logits: list[float]
+    student_rank: int = 0
+    teacher_score: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "text": self.text, "score": self.score, "logits": self.logits, "row": self.row}
+        return {"id": self.id, "text": self.text, "score": self.score, "logits": self.logits, "row": self.row,
+                "student_rank": self.student_rank, "teacher_score": self.teacher_score}
 
 
 @dataclass
@@ -55,6 +64,7 @@ class RankTimings:
     prefilter: float = 0.0
     rescore: float = 0.0
     fetch: float = 0.0
+    rerank: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -234,9 +244,27 @@ def _hits(store: CandidateStore, keys: np.ndarray, rows: np.ndarray, logits: np.
         ok = rows[q] >= 0
         recs = store.records(rows[q][ok])
         scores = key_to_score(keys[q][ok].astype(np.float64), kind)
-        results.append([Hit(int(r), rid, text, float(s), [float(x) for x in lg]) for r, (rid, text), s, lg in
-                        zip(rows[q][ok], recs, scores, logits[q][ok], strict=True)])
+        results.append([Hit(int(r), rid, text, float(s), [float(x) for x in lg], place)
+                        for place, (r, (rid, text), s, lg) in
+                        enumerate(zip(rows[q][ok], recs, scores, logits[q][ok], strict=True), 1)])
     return results
+
+
+def _rerank_plan(model: DSEModel, query: Any, reranker: PairScorer | None, rerank_top: int | None,
+                 rerank_batch_size: int) -> list[str]:
+    """The query texts a re-ranker reads, checked before any work is done (none without a re-ranker)."""
+    if reranker is None:
+        if rerank_top is not None:
+            raise ConfigError("rerank_top needs a reranker")
+        return []
+    check_reranker(reranker, model.task)
+    if rerank_batch_size < 1:
+        raise ConfigError(f"rerank_batch_size must be >= 1, got {rerank_batch_size}")
+    if isinstance(query, str):
+        return [query]
+    if isinstance(query, np.ndarray | Tensor) or not all(isinstance(q, str) for q in query):
+        raise ConfigError("re-ranking reads the query texts: pass sentences, not embeddings")
+    return list(query)
 
 
 def rank(model: DSEModel, query: str | Sequence[str] | np.ndarray, store: CandidateStore | str | os.PathLike[str],
@@ -244,7 +272,8 @@ def rank(model: DSEModel, query: str | Sequence[str] | np.ndarray, store: Candid
          nprobe: int | None = None, precision: str = "fp32",
          label: int | str | None = None, shortlist: int | None = None, block_rows: int = 4096,
          batch_size: int = 32, timings: RankTimings | None = None,
-         ann: AnnIndex | None = None) -> list[Hit] | list[list[Hit]]:
+         ann: AnnIndex | None = None, reranker: PairScorer | None = None, rerank_top: int | None = None,
+         rerank_batch_size: int = 64) -> list[Hit] | list[list[Hit]]:
     """Rank every candidate of ``store`` against ``query`` with the trained head (not cosine).
 
     ``query``: one sentence (returns a list of hits), a list of sentences or an embedding matrix (returns
@@ -256,11 +285,18 @@ def rank(model: DSEModel, query: str | Sequence[str] | np.ndarray, store: Candid
     exact head (approximate overall: see :func:`ann_recall`); with ``precision="bf16"`` the ``M`` are
     screened in bf16 first and only the shortlist is rescored in fp32. Scores are P(positive) for binary tasks,
     the value for regression, and the probability of class ``label`` for multiclass tasks.
+
+    ``reranker``: a cross-encoder (e.g. ``dsembed.load_teacher(...)``, anything with ``task`` and
+    ``predict_logits``) that re-scores the head's top ``max(rerank_top, top_k)`` per query (``rerank_top``
+    default 50) in batches of ``rerank_batch_size`` pairs; the ``top_k`` returned are in its order, each hit
+    carrying both scores. Needs query texts, not embeddings.
     """
     timings = timings if timings is not None else RankTimings()
     store = open_store(store, model)
     store.require_complete()
     _check_options(top_k, precision, block_rows, batch_size)
+    texts, final_k = _rerank_plan(model, query, reranker, rerank_top, rerank_batch_size), top_k
+    top_k = depth(top_k, rerank_top) if reranker is not None else top_k
     kind = model.task.kind
     lab = resolve_label(model.task, label)
     scorer = scorer_for(model)
@@ -279,6 +315,9 @@ def rank(model: DSEModel, query: str | Sequence[str] | np.ndarray, store: Candid
     t3 = time.perf_counter()
     results = _hits(store, keys, rows, logits, kind)
     timings.fetch += time.perf_counter() - t3
+    if reranker is not None:
+        results = rerank_hits(reranker, texts, results, final_k, label=lab, batch_size=rerank_batch_size,
+                              timings=timings)
     return results[0] if single else results
 
 

@@ -87,6 +87,25 @@ def _usage(config: dict[str, Any], ships_pooling_code: bool, has_onnx: bool) -> 
     return lines
 
 
+def _length(training: dict[str, Any]) -> str:
+    """How long it trained: epochs, or the optimiser steps of a step-budgeted run (mined pairs, max_steps)."""
+    if training.get("max_steps") or training.get("equal_compute") or training.get("mined"):
+        return f"{training.get('optimizer_steps', training.get('max_steps'))} optimiser steps"
+    return f"{training.get('epochs')} epochs"
+
+
+def _augmentation(mined: dict[str, Any] | None) -> list[str]:
+    """The card line for a student trained on teacher-scored mined pairs too (none without them)."""
+    if not mined:
+        return []
+    strategies = ", ".join(f"{name} {count}" for name, count in mined.get("strategies", {}).items())
+    target = ("the teacher's hard labels / scores as task labels" if mined.get("recipe") == "augsbert"
+              else "the distillation term only (no task loss)")
+    return [f"- Augmentation: {mined.get('count')} unlabelled pairs mined and scored by the teacher "
+            f"({strategies}), {mined.get('ratio')} mined rows per labelled row ({mined.get('sampling')} batches), "
+            f"trained with {target}; {mined.get('steps')} optimiser steps in all."]
+
+
 def model_card(config: dict[str, Any], facts: dict[str, Any], *, has_onnx: bool = False,
                ships_pooling_code: bool = False) -> str:
     """The card's Markdown from the student's config and the facts a pipeline run recorded."""
@@ -95,7 +114,11 @@ def model_card(config: dict[str, Any], facts: dict[str, Any], *, has_onnx: bool 
     pooling = _POOLING_TEXT.get(config.get("pooling", ""), "{dim}-dimensional pooling").format(
         k=config.get("top_k"), dim=config.get("embedding_dim"))
     alpha = training.get("alpha")
-    kind = "DSE student" if alpha else "label-only student (alpha = 0, no teacher term)"
+    augsbert = training.get("recipe") == "augsbert"
+    kind = ("AugSBERT student (task loss on gold and teacher-labelled pairs)" if augsbert else
+            "DSE student" if alpha else "label-only student (alpha = 0, no teacher term)")
+    loss = ("task loss alone on the gold pairs and on mined pairs labelled by the teacher (AugSBERT; "
+            "alpha not used)" if augsbert else f"(1 − α)·task + α·MSE to the teacher logits with α = {alpha}")
     lines = [*_front_matter(config, task), f"# {task.get('name', 'pair task')} {kind} (dsembed)", "",
              "Distilled Sentence Embedding (Barkan et al., AAAI 2020): a siamese student that embeds each sentence "
              "alone, with a small head over the two vectors trained to reproduce a cross-encoder teacher's scores.", "",
@@ -107,10 +130,11 @@ def model_card(config: dict[str, Any], facts: dict[str, Any], *, has_onnx: bool 
              f"{', '.join(task.get('labels') or ()) or 'a score'}); trained on {training.get('train_pairs', '?')} pairs"
              + (f" from {facts['train_source']}" if facts.get("train_source") else "") + ".",
              f"- Teacher: {teacher.get('description', 'not recorded (trained outside a dsembed pipeline run)')}.",
-             f"- Training: loss (1 − α)·task + α·MSE to the teacher logits with α = {alpha}; encoder lr "
+             *_augmentation(training.get("mined")),
+             f"- Training: loss {loss}; encoder lr "
              f"{training.get('learning_rate')}, head lr {training.get('head_learning_rate')}, batch "
-             f"{training.get('batch_size')}, {training.get('epochs')} epochs, warmup {training.get('warmup_ratio')}, "
-             f"weight decay {training.get('weight_decay')}, seed {training.get('seed')}; the best dev epoch "
+             f"{training.get('batch_size')}, {_length(training)}, warmup {training.get('warmup_ratio')}, "
+             f"weight decay {training.get('weight_decay')}, seed {training.get('seed')}; the best dev evaluation "
              f"({training.get('best_checkpoint')}) was kept.", "", "## Results", "",
              *_results_table(facts, training), "",
              *_usage(config, ships_pooling_code, has_onnx),

@@ -175,13 +175,13 @@ class DSEModel(nn.Module):
         return self.encoder(dict(features))["sentence_embedding"]
 
     def forward(self, sentence_a: dict[str, Tensor], sentence_b: dict[str, Tensor], labels: Tensor | None = None,
-                teacher_logits: Tensor | None = None) -> dict[str, Tensor]:
+                teacher_logits: Tensor | None = None, label_mask: Tensor | None = None) -> dict[str, Tensor]:
         u = self.embed(sentence_a)
         v = self.embed(sentence_b)
         logits = self.head(u, v)
         out: dict[str, Tensor] = {"logits": logits}
         if labels is not None or teacher_logits is not None:
-            parts = self.loss_fn(logits, labels, teacher_logits)
+            parts = self.loss_fn(logits, labels, teacher_logits, label_mask)
             out["loss"] = parts.pop("loss")
             # kept aside (not returned) so the Trainer's prediction loop sees only loss and logits
             self.last_loss_parts = {k: float(v.detach()) for k, v in parts.items()}

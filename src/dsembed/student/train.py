@@ -15,13 +15,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Sampler, SequentialSampler
 from transformers import Trainer, set_seed
 
 from ..artifacts import MODEL_DIR, STUDENT_CONFIG, TRAINING_RECORD
 from ..config import StudentConfig
 from ..data import PairDataset
-from ..errors import ConfigError
 from ..tasks import TaskSpec
 from ..training import (
     TrainedModel,
@@ -32,28 +31,15 @@ from ..training import (
     main_process_writes,
     metrics_function,
     training_arguments,
+    world_size,
 )
 from ..utils import atomic_write_json, load_average, sha256_bytes
+from .mined import MinedRows
 from .model import DSEModel
+from .plan import plan_training
+from .stream import EvaluateAtSteps, PairRows
 
 logger = logging.getLogger("dsembed.student")
-
-
-class _PairRows(Dataset):
-    def __init__(self, data: PairDataset, targets: np.ndarray | None) -> None:
-        self.data = data
-        self.targets = targets
-
-    def __len__(self) -> int:
-        return len(self.data)
-
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        row: dict[str, Any] = {"a": self.data.sentence1[i], "b": self.data.sentence2[i]}
-        if self.data.labels is not None:
-            row["labels"] = float(self.data.labels[i])
-        if self.targets is not None:
-            row["teacher_logits"] = self.targets[i]
-        return row
 
 
 class SiameseCollator:
@@ -71,6 +57,8 @@ class SiameseCollator:
             batch["labels"] = torch.tensor([r["labels"] for r in rows], dtype=torch.float32)
         if "teacher_logits" in rows[0]:
             batch["teacher_logits"] = torch.tensor(np.stack([r["teacher_logits"] for r in rows]), dtype=torch.float32)
+        if "label_mask" in rows[0]:
+            batch["label_mask"] = torch.tensor([r["label_mask"] for r in rows], dtype=torch.bool)
         return batch
 
 
@@ -81,9 +69,16 @@ class DistillationTrainer(Trainer):
     and norms); only the head/encoder split of the rates is added here.
     """
 
-    def __init__(self, *args: Any, head_learning_rate: float | None = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, head_learning_rate: float | None = None, ordered_stream: bool = False,
+                 **kwargs: Any) -> None:
         self.head_learning_rate = head_learning_rate
+        self.ordered_stream = ordered_stream  # the training set is a laid-out stream (student/stream.py)
         super().__init__(*args, **kwargs)
+
+    def _get_train_sampler(self, train_dataset: Dataset | None = None) -> Sampler | None:
+        if self.ordered_stream:  # read in order: the stream is already shuffled and mixed, and resumes exactly
+            return SequentialSampler(train_dataset if train_dataset is not None else self.train_dataset)
+        return super()._get_train_sampler(train_dataset)
 
     def create_optimizer(self, model: torch.nn.Module | None = None) -> torch.optim.Optimizer:  # type: ignore[override]
         if self.optimizer is None and self.head_learning_rate is not None:
@@ -103,26 +98,22 @@ class DistillationTrainer(Trainer):
 
 
 def distill_run_config(task: TaskSpec, config: StudentConfig, train: PairDataset, dev: PairDataset,
-                       teacher_logits: np.ndarray | None) -> dict[str, Any]:
-    """What a student run depends on; a folder made with anything else is not resumed or reused."""
-    used = teacher_logits is not None and config.alpha > 0
+                       teacher_logits: np.ndarray | None, mined: MinedRows | None = None,
+                       schedule: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What a student run depends on; a folder made with anything else is not resumed or reused.
+
+    ``mined`` (the mined pairs and their logits, by hash) and ``schedule`` (a step budget and its
+    evaluation steps) enter only when used, so folders made without them keep their fingerprint.
+    """
+    used = teacher_logits is not None and config.alpha > 0 and config.recipe != "augsbert"
     logits_hash = sha256_bytes(np.ascontiguousarray(teacher_logits, np.float32).tobytes()) if used else None
-    return {"stage": "distill", "task": asdict(task), "config": config.resume_key(), "train": train.fingerprint(),
-            "dev": dev.fingerprint(), "teacher_logits": logits_hash}
-
-
-def _targets(task: TaskSpec, train: PairDataset, teacher_logits: np.ndarray | None,
-             config: StudentConfig) -> np.ndarray | None:
-    """The teacher's logits on the student's scale, one row per training pair (None for label-only)."""
-    if config.alpha > 0 and teacher_logits is None:
-        raise ConfigError("alpha > 0 needs teacher logits (compute them with `dsembed logits`)")
-    if train.labels is None and config.alpha < 1:
-        raise ConfigError("training pairs have no labels; use alpha=1 to learn from the teacher alone")
-    if teacher_logits is None or config.alpha == 0:
-        return None
-    if len(teacher_logits) != len(train):
-        raise ConfigError(f"{len(teacher_logits)} teacher logits for {len(train)} training pairs")
-    return np.asarray(task.teacher_to_student_logits(np.asarray(teacher_logits)), dtype=np.float32)
+    found: dict[str, Any] = {"stage": "distill", "task": asdict(task), "config": config.resume_key(),
+                             "train": train.fingerprint(), "dev": dev.fingerprint(), "teacher_logits": logits_hash}
+    if mined is not None:
+        found["mined"] = mined.fingerprint()
+    if schedule is not None:
+        found["schedule"] = schedule
+    return found
 
 
 def _finished(output_dir: Path, config: StudentConfig, extend: bool) -> TrainedModel | None:
@@ -144,38 +135,53 @@ def _finished(output_dir: Path, config: StudentConfig, extend: bool) -> TrainedM
 
 def distill(task: TaskSpec, train: PairDataset, dev: PairDataset, output_dir: str | Path,
             teacher_logits: np.ndarray | None = None, config: StudentConfig | None = None, resume: bool = True,
-            show_progress_bar: bool = True, device: str | None = None, extend: bool = True) -> TrainedModel:
+            show_progress_bar: bool = True, device: str | None = None, extend: bool = True,
+            mined: MinedRows | None = None) -> TrainedModel:
     """Train a student on ``train`` (with teacher logits aligned to its rows when alpha > 0).
 
-    The epoch with the best dev-set main metric is saved to ``output_dir/model``. A finished student
-    for the same settings is reused; a finished run asked for more epochs is extended, or refused
-    when ``extend`` is False.
+    The evaluation with the best dev-set main metric is saved to ``output_dir/model``. A finished
+    student for the same settings is reused; a finished run asked for more epochs is extended, or
+    refused when ``extend`` is False.
+
+    ``mined``: teacher-scored extra pairs (no gold labels), mixed into the training stream at
+    ``config.mined_ratio`` mined rows per labelled row. Recipe "dse": labelled rows keep
+    ``(1-α)·task + α·distill``, mined rows carry ``α·distill`` only -- the task term is the mean over
+    the batch's labelled rows, the distillation term the mean over all its rows, so α weighs a mined
+    row's teacher term exactly like a labelled row's and adding mined rows never dilutes the labels.
+    Recipe "augsbert": the task loss alone, on gold labels and on the teacher's labels of the mined
+    pairs. ``config.max_steps`` / ``config.equal_compute`` replace epochs by a step budget.
     """
     config = config or StudentConfig()
-    targets = _targets(task, train, teacher_logits, config)
+    plan = plan_training(task, train, teacher_logits, config, mined, world_size())
     output_dir = Path(output_dir)
-    check_run_config(output_dir, distill_run_config(task, config, train, dev, teacher_logits))
+    check_run_config(output_dir, distill_run_config(task, config, train, dev, teacher_logits,
+                                                    mined if plan.mined is not None else None, plan.schedule()))
     if resume and (done := _finished(output_dir, config, extend)) is not None:
         logger.info("student %s is finished for these settings: reused", done.path)
         return done
     set_seed(config.seed)
     model = DSEModel.from_base(config.base, task, pooling=config.pooling, top_k=config.top_k,
                                head_hidden=config.head_hidden, head_dropout=config.head_dropout,
-                               max_seq_length=config.max_length, alpha=config.alpha, device=device,
+                               max_seq_length=config.max_length, alpha=plan.loss_alpha, device=device,
                                seed=config.seed)
     model.config.training = {k: v for k, v in asdict(config).items() if k != "extra"}
     args = training_arguments(config, task, output_dir, eval_batch_size=max(64, config.batch_size),
                               show_progress_bar=show_progress_bar, remove_unused_columns=False,
-                              label_names=["labels"], use_cpu=device == "cpu")
-    trainer = DistillationTrainer(model=model, args=args, train_dataset=_PairRows(train, targets),
-                                  eval_dataset=_PairRows(dev, None), data_collator=SiameseCollator(model),
-                                  compute_metrics=metrics_function(task), head_learning_rate=config.head_learning_rate)
+                              label_names=["labels"], use_cpu=device == "cpu", **plan.argument_overrides())
+    trainer = DistillationTrainer(model=model, args=args, train_dataset=plan.dataset,
+                                  eval_dataset=PairRows(dev, None), data_collator=SiameseCollator(model),
+                                  compute_metrics=metrics_function(task), head_learning_rate=config.head_learning_rate,
+                                  ordered_stream=plan.ordered)
+    if plan.steps is not None:
+        trainer.add_callback(EvaluateAtSteps(plan.eval_steps))
     outcome = fit(trainer, output_dir, resume=resume)
     model.config.training.update({"train_pairs": len(train), "dev_metrics": outcome.dev_metrics,
                                   "train_seconds": outcome.train_seconds, "best_checkpoint": outcome.best_checkpoint,
                                   "dev_curve": outcome.dev_curve, "train_attempts": outcome.attempts,
                                   "resumed_from": outcome.resumed_from, "torch_threads": torch.get_num_threads(),
-                                  "load_average_after": load_average()})
+                                  "load_average_after": load_average(), "optimizer_steps": trainer.state.global_step,
+                                  "loss": plan.loss, "alpha_ignored": config.recipe == "augsbert",
+                                  "mined": plan.mined})
     final = output_dir / MODEL_DIR
 
     def write() -> None:

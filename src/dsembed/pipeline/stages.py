@@ -1,0 +1,193 @@
+"""The pipeline's stages: data, teacher (trained, given or carried as a bundle), students, cosine baseline."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..artifacts import LOGITS_CACHE_SUBDIR, TEACHER_SUBDIR
+from ..config import PipelineConfig
+from ..data import PairDataset, load_glue, read_pairs
+from ..errors import ConfigError, InputNotFoundError, StaleLogitsError
+from ..evaluation import compute_metrics, cosine_baseline, cosine_scores, evaluate_student
+from ..student import DSEModel, distill
+from ..tasks import TaskSpec, custom_task, get_task
+from ..teacher import TeacherLogits, compute_teacher_logits, load_logits_bundles, load_teacher, train_teacher
+from ..utils import load_average
+
+logger = logging.getLogger("dsembed.pipeline")
+
+STUDENT_NAMES = {"dse": "dse_student", "label_only": "label_only_student"}
+
+
+class StageTimer:
+    """Wall time per stage, plus the machine's load average after it (shared machines are noisy)."""
+
+    def __init__(self) -> None:
+        self.stages: dict[str, float] = {}
+        self.load_after: dict[str, list[float]] = {}
+
+    def run(self, name: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        start = time.perf_counter()
+        result = fn(*args, **kwargs)
+        self.add(name, time.perf_counter() - start)
+        return result
+
+    def add(self, name: str, seconds: float) -> None:
+        self.stages[name] = self.stages.get(name, 0.0) + seconds
+        load = load_average()
+        if load is not None:
+            self.load_after[name] = load
+
+
+def pipeline_task(cfg: PipelineConfig) -> TaskSpec:
+    """The task a run is for: a GLUE task, or the user's own (``kind`` and ``labels`` given)."""
+    if cfg.kind:
+        return custom_task(cfg.task, cfg.kind, tuple(cfg.labels))  # type: ignore[arg-type]
+    return get_task(cfg.task)
+
+
+def load_pipeline_data(cfg: PipelineConfig, task: TaskSpec) -> tuple[PairDataset, PairDataset]:
+    """The train and dev pairs a pipeline run with ``cfg`` uses (own files or GLUE, then subsets).
+
+    Public so that diagnostics see exactly the pairs the students were trained and selected on.
+    """
+    if bool(cfg.train_file) != bool(cfg.dev_file):
+        raise ConfigError("own data needs both a train file and a dev file")
+    if cfg.train_file and cfg.dev_file:
+        train = read_pairs(cfg.train_file, task, skip_bad=cfg.skip_bad)
+        dev = read_pairs(cfg.dev_file, task, skip_bad=cfg.skip_bad)
+    else:
+        train = load_glue(task, "train", data_dir=cfg.data_dir, source=cfg.data_source, skip_bad=cfg.skip_bad)
+        dev = load_glue(task, "dev", data_dir=cfg.data_dir, source=cfg.data_source, skip_bad=cfg.skip_bad)
+    for ds in (train, dev):
+        if ds.skipped:
+            logger.warning("skipped %d malformed rows in %s", ds.skipped, ds.source)
+    return train.subset(cfg.max_train_pairs, seed=cfg.seed), dev.subset(cfg.max_dev_pairs, seed=cfg.seed)
+
+
+def load_test_data(cfg: PipelineConfig, task: TaskSpec) -> PairDataset | None:
+    """Labelled test pairs to report on (own file, or the local GLUE copy's test split); None where there are none.
+
+    Only ever evaluated: checkpoints, thresholds and settings are chosen on dev.
+    """
+    if not cfg.evaluate_test:
+        return None
+    if cfg.test_file:
+        return read_pairs(cfg.test_file, task, skip_bad=cfg.skip_bad)
+    if cfg.train_file:
+        return None
+    try:
+        test = load_glue(task, "test", data_dir=cfg.data_dir, source="local", skip_bad=cfg.skip_bad)
+    except InputNotFoundError:
+        logger.info("%s: no labelled test split in the local GLUE copy; dev metrics only", task.name)
+        return None
+    return test if test.labels is not None else None
+
+
+def bundle_stage(cfg: PipelineConfig, task: TaskSpec, train: PairDataset, dev: PairDataset,
+                  stage_info: dict[str, Any]) -> tuple[TeacherLogits, np.ndarray]:
+    """Teacher logits carried in as a bundle (made on another machine): no teacher runs here."""
+    bundle = load_logits_bundles(cfg.teacher_logits)
+    bundle = bundle.aligned_to(train, dev, source=cfg.teacher_logits)  # a subset (quick profile) is fine
+    if bundle.train.task != task.name:
+        raise StaleLogitsError(f"{cfg.teacher_logits} holds logits for task {bundle.train.task}, not {task.name}")
+    stage_info["teacher"] = {"source": "logits bundle", "path": cfg.teacher_logits, "bundle": bundle.info}
+    return bundle.train, bundle.dev.logits
+
+
+def teacher_stage(cfg: PipelineConfig, task: TaskSpec, train: PairDataset, dev: PairDataset, test: PairDataset | None,
+                   out: Path, timer: StageTimer, stage_info: dict[str, Any],
+                   test_logits: dict[str, np.ndarray]) -> tuple[TeacherLogits, np.ndarray]:
+    """Train (or reuse) the teacher, then its dev (and test) logits and its cached training-pair logits."""
+    progress = cfg.show_progress_bar
+    if cfg.teacher_model:
+        teacher_path: str | Path = cfg.teacher_model
+        stage_info["teacher"] = {"source": "given", "path": str(cfg.teacher_model)}
+    else:
+        start = time.perf_counter()
+        trained = train_teacher(task, train, dev, out / TEACHER_SUBDIR, cfg.teacher, show_progress_bar=progress,
+                                extend=False)
+        if trained.source != "reused":
+            timer.add("teacher_train", time.perf_counter() - start)
+        teacher_path = trained.path
+        stage_info["teacher"] = {"source": trained.source}
+    teacher = load_teacher(teacher_path, task, max_length=cfg.teacher.max_length)
+    stage_info["teacher"].update({k: teacher.info[k] for k in ("recipe", "train_seconds", "best_checkpoint")
+                                  if k in teacher.info})
+    teacher_dev_logits = timer.run("teacher_dev_eval", teacher.predict_logits, dev.pairs(),
+                                   show_progress_bar=progress)
+    if test is not None:
+        test_logits["teacher"] = timer.run("teacher_test_eval", teacher.predict_logits, test.pairs(),
+                                           show_progress_bar=progress)
+    stored = timer.run("teacher_logits", compute_teacher_logits, teacher, train, cache=out / LOGITS_CACHE_SUBDIR,
+                       show_progress_bar=progress)
+    return stored, teacher_dev_logits
+
+
+def student_configs(cfg: PipelineConfig) -> list[tuple[str, Any]]:
+    """The students this run trains: DSE, the label-only baseline, or the one ``only_student`` names."""
+    runs = [("dse_student", cfg.student)]
+    if cfg.label_only_baseline or cfg.only_student == "label_only":
+        runs.append(("label_only_student", replace(cfg.student, alpha=0.0)))
+    if cfg.only_student is not None:
+        runs = [(name, scfg) for name, scfg in runs if name == STUDENT_NAMES[cfg.only_student]]
+    return runs
+
+
+def students_stage(cfg: PipelineConfig, task: TaskSpec, train: PairDataset, dev: PairDataset,
+                    test: PairDataset | None, out: Path, stored: TeacherLogits, timer: StageTimer,
+                    stage_info: dict[str, Any], results: dict[str, dict[str, float]],
+                    test_results: dict[str, dict[str, float]]) -> dict[str, np.ndarray] | None:
+    """Train (or reuse) each student and evaluate it on dev; None when ``only_student`` stops the run."""
+    student_dev_logits: dict[str, np.ndarray] = {}
+    for name, scfg in student_configs(cfg):
+        start = time.perf_counter()
+        trained = distill(task, train, dev, out / name, stored.logits, scfg, show_progress_bar=cfg.show_progress_bar,
+                          extend=False)
+        if trained.source != "reused":
+            timer.add(f"{name}_train", time.perf_counter() - start)
+        stage_info[name] = {"source": trained.source}
+        if cfg.only_student is not None:
+            logger.info("%s is trained in %s; run again without only_student to evaluate and record", name, out / name)
+            return None
+        stage_info[name]["training"] = trained.record
+        model = DSEModel.load(trained.path)
+        metrics, logits = timer.run(f"{name}_dev_eval", evaluate_student, model, task, dev,
+                                    show_progress_bar=cfg.show_progress_bar)
+        results[name] = metrics
+        student_dev_logits[name] = logits
+        if test is not None:
+            test_results[name], _ = timer.run(f"{name}_test_eval", evaluate_student, model, task, test,
+                                              show_progress_bar=cfg.show_progress_bar)
+        del model
+    return student_dev_logits
+
+
+def cosine_stage(cfg: PipelineConfig, task: TaskSpec, train: PairDataset, dev: PairDataset,
+                  test: PairDataset | None, timer: StageTimer, stage_info: dict[str, Any],
+                  results: dict[str, dict[str, float]], test_results: dict[str, dict[str, float]]) -> None:
+    """The untouched pretrained student encoder with cosine: what a user has without dsembed."""
+    if task.kind not in ("binary", "regression"):
+        return
+    from sentence_transformers import SentenceTransformer
+
+    from ..bases import resolve_model_path
+
+    st = SentenceTransformer(resolve_model_path(cfg.student.base), local_files_only=True)
+
+    def encode(sentences: list[str]) -> np.ndarray:
+        return st.encode(sentences, batch_size=64, show_progress_bar=cfg.show_progress_bar)
+
+    baseline = timer.run("cosine_baseline", cosine_baseline, encode, task, train, dev)
+    results["pretrained_cosine"] = baseline.metrics
+    stage_info["pretrained_cosine"] = {"threshold": baseline.threshold, "encoder": cfg.student.base}
+    if test is not None:  # the threshold stays the one tuned on train
+        scores = timer.run("cosine_test_eval", cosine_scores, encode, test)
+        shifted = scores if baseline.threshold is None else scores - baseline.threshold
+        test_results["pretrained_cosine"] = compute_metrics(task, shifted[:, None], test.labels)
