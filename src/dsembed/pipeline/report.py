@@ -6,7 +6,8 @@ from typing import Any
 
 # How each row of a run is named in the printed tables.
 ROW_LABELS = {"teacher": "teacher (cross-encoder)", "dse_student": "DSE student (alpha>0)",
-              "label_only_student": "label-only student (alpha=0)", "pretrained_cosine": "pretrained encoder + cosine"}
+              "label_only_student": "label-only student (alpha=0)", "pretrained_cosine": "pretrained encoder + cosine",
+              "dse_mined_student": "DSE student + mined pairs", "augsbert_student": "AugSBERT student (mined pairs)"}
 
 
 def teacher_description(info: dict[str, Any]) -> str:

@@ -25,6 +25,7 @@ from .stages import (
     load_pipeline_data,
     load_test_data,
     logger,
+    mined_stage,
     pipeline_task,
     students_stage,
     teacher_stage,
@@ -53,8 +54,9 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
     results = {"teacher": compute_metrics(task, teacher_dev_logits, dev.labels, teacher=True)}
     test_results = {"teacher": compute_metrics(task, test_logits["teacher"], test.labels, teacher=True)} \
         if "teacher" in test_logits and test is not None else {}
+    mined = timer.run("load_mined", mined_stage, cfg, task, train, stored, stage_info) if cfg.mined else None
     student_dev_logits = students_stage(cfg, task, train, dev, test, out, stored, timer, stage_info, results,
-                                         test_results)
+                                        test_results, mined)
     if student_dev_logits is None:
         name = STUDENT_NAMES[cfg.only_student or "dse"]
         return {"task": task.name, "only_student": name, "folder": str(out / name), "stage_seconds": timer.stages,

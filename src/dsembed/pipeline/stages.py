@@ -11,18 +11,21 @@ from typing import Any
 import numpy as np
 
 from ..artifacts import LOGITS_CACHE_SUBDIR, TEACHER_SUBDIR
+from ..augment import load_mined_bundle
 from ..config import PipelineConfig
 from ..data import PairDataset, load_glue, read_pairs
 from ..errors import ConfigError, InputNotFoundError, StaleLogitsError
 from ..evaluation import compute_metrics, cosine_baseline, cosine_scores, evaluate_student
-from ..student import DSEModel, distill
+from ..student import DSEModel, MinedRows, distill
 from ..tasks import TaskSpec, custom_task, get_task
 from ..teacher import TeacherLogits, compute_teacher_logits, load_logits_bundles, load_teacher, train_teacher
 from ..utils import load_average
 
 logger = logging.getLogger("dsembed.pipeline")
 
-STUDENT_NAMES = {"dse": "dse_student", "label_only": "label_only_student"}
+STUDENT_NAMES = {"dse": "dse_student", "label_only": "label_only_student", "dse_mined": "dse_mined_student",
+                 "augsbert": "augsbert_student"}
+MINED_ROWS = ("dse_mined_student", "augsbert_student")  # the students that see the mined pairs
 
 
 class StageTimer:
@@ -130,11 +133,55 @@ def teacher_stage(cfg: PipelineConfig, task: TaskSpec, train: PairDataset, dev: 
     return stored, teacher_dev_logits
 
 
-def student_configs(cfg: PipelineConfig) -> list[tuple[str, Any]]:
-    """The students this run trains: DSE, the label-only baseline, or the one ``only_student`` names."""
-    runs = [("dse_student", cfg.student)]
+def mined_stage(cfg: PipelineConfig, task: TaskSpec, train: PairDataset, stored: TeacherLogits,
+                stage_info: dict[str, Any]) -> MinedRows | None:
+    """The teacher-scored mined pairs of ``cfg.mined`` (a ``dsembed augment score`` bundle), or None.
+
+    The bundle must come from the run's own teacher (same fingerprint as its training-pair logits): a
+    student fitted to two teachers' scales learns neither. With ``mined_scope="run"`` only the pairs
+    whose two sentences both occur in this run's labelled pairs are kept, so a run on a labelled
+    subset sees recombinations of its own sentences and nothing else.
+    """
+    if not cfg.mined:
+        return None
+    scored = load_mined_bundle(cfg.mined)
+    if scored.task and scored.task != task.name:
+        raise StaleLogitsError(f"{cfg.mined} holds mined pairs for task {scored.task}, not {task.name}")
+    if scored.teacher_fingerprint and scored.teacher_fingerprint != stored.teacher_fingerprint:
+        raise StaleLogitsError(f"{cfg.mined} was scored by another teacher ({scored.teacher}) than the run's "
+                               "training-pair logits; score the mined pairs with the run's teacher")
+    total = len(scored)
+    if cfg.mined_scope == "run":
+        own = set(train.sentence1) | set(train.sentence2)
+        scored = scored.select([i for i, (a, b) in enumerate(scored.pairs.pairs()) if a in own and b in own])
+    if not len(scored):
+        raise ConfigError(f"none of the {total} mined pairs in {cfg.mined} joins two sentences of this run's "
+                          f"{len(train)} training pairs (mined_scope={cfg.mined_scope!r})")
+    rows = MinedRows(scored.pairs, scored.teacher_logits, scored.strategy, teacher=scored.teacher)
+    stage_info["mined"] = {"bundle": cfg.mined, "scope": cfg.mined_scope, "in_bundle": total, "used": len(rows),
+                           "strategies": rows.strategy_counts(), "teacher": scored.teacher}
+    return rows
+
+
+def student_configs(cfg: PipelineConfig, with_mined: bool = False) -> list[tuple[str, Any]]:
+    """The students this run trains, or the one ``only_student`` names.
+
+    With mined pairs: DSE + mined pairs, then the anchors (AugSBERT on the same pairs, plain DSE) at
+    the same number of optimiser steps as the labelled-only run (equal compute), then label-only.
+    """
+    student = cfg.student
+    steps = {} if student.max_steps is not None else {"equal_compute": True}  # a given budget holds for all
+    runs = []
+    if with_mined or cfg.only_student in ("dse_mined", "augsbert"):
+        runs.append(("dse_mined_student", replace(student, **steps)))
+        if cfg.augsbert_baseline or cfg.only_student == "augsbert":
+            runs.append(("augsbert_student", replace(student, recipe="augsbert", **steps)))
+        if cfg.plain_dse_baseline or cfg.only_student == "dse":
+            runs.append(("dse_student", student))
+    else:
+        runs.append(("dse_student", student))
     if cfg.label_only_baseline or cfg.only_student == "label_only":
-        runs.append(("label_only_student", replace(cfg.student, alpha=0.0)))
+        runs.append(("label_only_student", replace(student, alpha=0.0)))
     if cfg.only_student is not None:
         runs = [(name, scfg) for name, scfg in runs if name == STUDENT_NAMES[cfg.only_student]]
     return runs
@@ -143,13 +190,14 @@ def student_configs(cfg: PipelineConfig) -> list[tuple[str, Any]]:
 def students_stage(cfg: PipelineConfig, task: TaskSpec, train: PairDataset, dev: PairDataset,
                     test: PairDataset | None, out: Path, stored: TeacherLogits, timer: StageTimer,
                     stage_info: dict[str, Any], results: dict[str, dict[str, float]],
-                    test_results: dict[str, dict[str, float]]) -> dict[str, np.ndarray] | None:
+                    test_results: dict[str, dict[str, float]],
+                    mined: MinedRows | None = None) -> dict[str, np.ndarray] | None:
     """Train (or reuse) each student and evaluate it on dev; None when ``only_student`` stops the run."""
     student_dev_logits: dict[str, np.ndarray] = {}
-    for name, scfg in student_configs(cfg):
+    for name, scfg in student_configs(cfg, with_mined=mined is not None):
         start = time.perf_counter()
         trained = distill(task, train, dev, out / name, stored.logits, scfg, show_progress_bar=cfg.show_progress_bar,
-                          extend=False)
+                          extend=False, mined=mined if name in MINED_ROWS else None)
         if trained.source != "reused":
             timer.add(f"{name}_train", time.perf_counter() - start)
         stage_info[name] = {"source": trained.source}
