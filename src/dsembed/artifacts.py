@@ -68,3 +68,10 @@ BASE_MANIFEST = ".dsembed-base.json"  # written last into an assembled base fold
 
 # --- reliability ----------------------------------------------------------------------------------------
 SERVE_SOAK_RECORD = "serve_soak.json"  # benchmarks/serve_soak.py: the HTTP service under N clients for T seconds
+
+# --- ranking-quality evaluation (dsembed eval-retrieval) -------------------------------------------
+RETRIEVAL_SCORES_CHUNK = "teacher_scores_{index:06d}.safetensors"  # pair hashes + teacher scores, one per commit
+RETRIEVAL_STORES_DIR = "stores"  # the students' candidate stores inside the evaluation's work folder
+RETRIEVAL_TEACHER_DIR = "teacher_scores"  # the pair-hash keyed teacher score cache inside the work folder
+RETRIEVAL_RECORD = "{set}.json"  # benchmarks/retrieval_bench.py: one record per benchmark set
+RETRIEVAL_PLOT = "{set}.png"  # quality against teacher calls per query
