@@ -9,6 +9,7 @@ how many distinct pairs the teacher had to score for it (cache hits count: the m
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -82,6 +83,7 @@ def bm25_method(rset: RankingSet, queries: Sequence[int]) -> MethodRun:
     """BM25 (bm25s, Lucene variant, English stopwords, no stemming) over the candidate texts."""
     import bm25s
 
+    logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs every index build at DEBUG
     retriever = bm25s.BM25()
     retriever.index(bm25s.tokenize(rset.candidates, return_ids=False, show_progress=False), show_progress=False)
     vocab = retriever.vocab_dict
