@@ -161,7 +161,7 @@ def _method_record(run: MethodRun, rset: RankingSet, sample: list[int], spp: flo
     covers_all = len(run.rankings) == len(rset.queries)
     calls = [run.teacher_calls.get(q, 0) for q in result.queries]
     return {"family": run.family, "first_stage": run.first_stage, "k": run.k,
-            "queries": "all" if covers_all else "sample",
+            "evaluated_on": "all" if covers_all else "sample",
             "metrics_all_queries": result.means() if covers_all else None,
             "metrics_sample": result.means(sample),
             "teacher_calls_per_query": float(np.mean(calls)) if calls else 0.0,

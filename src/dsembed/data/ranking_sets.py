@@ -68,7 +68,7 @@ def _pair_gains(data: PairDataset, graded: bool, positive: float, symmetric: boo
         raise ConfigError(f"{data.source}: a retrieval set needs a gold label or score column")
     gains: dict[tuple[str, str], float] = {}
     for s1, s2, label in zip(data.sentence1, data.sentence2, data.labels.tolist(), strict=True):
-        gain = float(label) if graded else float(label == positive)
+        gain = round(float(label), 6) if graded else float(label == positive)  # float32 labels: 4.6, not 4.5999999
         directions = ((s1, s2), (s2, s1)) if symmetric else ((s1, s2),)
         for key in directions:
             if s1 != s2 and gain > 0:
