@@ -75,3 +75,5 @@ RETRIEVAL_STORES_DIR = "stores"  # the students' candidate stores inside the eva
 RETRIEVAL_TEACHER_DIR = "teacher_scores"  # the pair-hash keyed teacher score cache inside the work folder
 RETRIEVAL_RECORD = "{set}.json"  # benchmarks/retrieval_bench.py: one record per benchmark set
 RETRIEVAL_PLOT = "{set}.png"  # quality against teacher calls per query
+RETRIEVAL_QNLI_TRAIN = "qnli_train_half.tsv"  # benchmarks/retrieval_bench.py --export-qnli-train: pairs to distil on
+RETRIEVAL_QNLI_SPLIT = "qnli_split.json"  # ... and the split's record (seed, sizes, question hashes)

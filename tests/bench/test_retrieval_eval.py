@@ -137,3 +137,17 @@ def test_methods_side_by_side_on_a_query_sample(tmp_path: Path) -> None:
     again = evaluate_retrieval(rset, cfg, teacher=HashTeacher(MRPC))  # rerun: stores and scores come from disk
     assert again["teacher"]["pairs_computed_this_run"] == 0
     assert again["methods"]["teacher"]["per_query"] == methods["teacher"]["per_query"]
+
+
+def test_record_renders_for_results_md(tmp_path: Path) -> None:
+    from dsembed.bench import render_retrieval_markdown
+    from dsembed.evaluation.plots import plot_quality_vs_teacher_calls
+
+    cfg = RetrievalEvalConfig(base=None, methods=("bm25", "teacher", "cascade"), cascade_k=(2, 4), teacher_queries=2,
+                              work_dir=str(tmp_path))
+    record = evaluate_retrieval(_set(), cfg, teacher=HashTeacher(MRPC))
+    text = render_retrieval_markdown(record, "results/retrieval/mini.json")
+    bm25 = record["methods"]["bm25"]["metrics_sample"]["mrr@10"]
+    assert f"| bm25 | {bm25:.3f} |" in text and "| bm25>teacher@4 |" in text and "| teacher |" in text
+    assert "3 queries against 12 candidates" in text
+    assert plot_quality_vs_teacher_calls(record, tmp_path / "mini.png").stat().st_size > 1000
