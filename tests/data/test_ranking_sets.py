@@ -46,9 +46,9 @@ def test_graded_file_gains_are_the_scores(tmp_path: Path) -> None:
 
 
 def test_symmetric_pairs_make_both_sides_partners() -> None:
-    data = PairDataset(["x", "y"], ["y", "z"], [1.0, 1.0], source="mem")
+    data = PairDataset(["x", "y", "z"], ["y", "z", "w"], [1.0, 1.0, 0.0], source="mem")
     rset = ranking_set_from_pairs(data, "t", graded=False)
-    assert rset.queries == ["x", "y"]
+    assert rset.queries == ["x", "y"]  # "z" is a partner (of "y") but sentence1 only of a label-0 pair
     assert _relevant_texts(rset, 1) == {"x": 1.0, "z": 1.0}
     one_way = ranking_set_from_pairs(data, "t", graded=False, symmetric=False)
     assert _relevant_texts(one_way, 1) == {"z": 1.0}

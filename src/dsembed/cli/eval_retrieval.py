@@ -89,6 +89,8 @@ def eval_retrieval(
     if plot is not None:
         record["plot"] = str(plot_quality_vs_teacher_calls(record, plot / RETRIEVAL_PLOT.format(set=rset.name)))
     typer.echo("\n".join(summary_rows(record)))
+    if record["teacher"] is None and {"teacher", "cascade"} & set(cfg.methods):
+        typer.secho("no --teacher given: the teacher column and the cascades were skipped", err=True)
 
 
 def register(app: App) -> None:

@@ -81,7 +81,7 @@ def ranking_set_from_pairs(data: PairDataset, name: str, *, graded: bool, releva
                            gain_rule: str = "", task: str | None = None) -> RankingSet:
     """A retrieval set from labelled pairs.
 
-    Queries: every distinct ``sentence1`` with at least one pair whose gain reaches ``relevant_min``.
+    Queries: every distinct ``sentence1`` of a pair (as sentence1) whose gain reaches ``relevant_min``.
     Gains: the gold score (``graded``) or 1 for label ``positive``; with ``symmetric`` a pair also makes
     sentence1 a partner of sentence2 (paraphrase, similarity), not for question -> answer sets.
     Candidates: every distinct sentence (``"both"`` columns) or only ``sentence2`` texts.
@@ -96,8 +96,8 @@ def ranking_set_from_pairs(data: PairDataset, name: str, *, graded: bool, releva
     for (query, other), gain in gains.items():
         if other in index:
             per_query.setdefault(query, {})[index[other]] = gain
-    queries = [q for q in dict.fromkeys(data.sentence1)
-               if any(g >= relevant_min for g in per_query.get(q, {}).values())]
+    direct = {s1 for (s1, s2), g in _pair_gains(data, graded, positive, False).items() if g >= relevant_min}
+    queries = [q for q in dict.fromkeys(data.sentence1) if q in direct and q in per_query]
     if not queries:
         raise ConfigError(f"{data.source}: no pair reaches the relevance threshold {relevant_min}: no queries")
     rule = gain_rule or ("gain = gold score" if graded else f"gain 1 for label {positive:g}, else 0")

@@ -68,6 +68,7 @@ def plot_quality_vs_teacher_calls(record: dict, path: str | Path, metric: str = 
             ax.scatter([m["teacher_calls_per_query"]], [m["metrics_sample"][metric]], marker="*" if
                        m["family"] == "teacher" else "s", s=80, zorder=3, label=name)
     ax.set_xscale("symlog", linthresh=1)
+    ax.set_xlim(-0.5, 2 * max([1.0, *(m["teacher_calls_per_query"] for m in methods.values())]))
     sample = record["query_sample"]
     ax.set_xlabel("teacher calls per query")
     ax.set_ylabel(f"{metric} ({sample['size']} of {sample['of']} queries)")
