@@ -151,3 +151,20 @@ def test_record_renders_for_results_md(tmp_path: Path) -> None:
     assert f"| bm25 | {bm25:.3f} |" in text and "| bm25>teacher@4 |" in text and "| teacher |" in text
     assert "3 queries against 12 candidates" in text
     assert plot_quality_vs_teacher_calls(record, tmp_path / "mini.png").stat().st_size > 1000
+
+
+@needs_minilm
+@pytest.mark.slow
+def test_real_minilm_finds_paraphrase_partners() -> None:
+    """All-MiniLM-L6-v2 + cosine, and BM25, on 40 MRPC test pairs: MRR far above chance if ids line up."""
+    from conftest import glue_dir
+    from dsembed.data import load_glue, ranking_set_from_pairs
+
+    if glue_dir() is None:
+        pytest.skip("the shared GLUE copy is not available")
+    data = load_glue("mrpc", "test").subset(40, seed=0)
+    rset = ranking_set_from_pairs(data, "mrpc-40", graded=False)
+    record = evaluate_retrieval(rset, RetrievalEvalConfig(methods=("pretrained-cosine", "bm25")))
+    assert len(rset.candidates) > 60  # chance MRR@10 is below 0.05
+    for name in ("pretrained-cosine", "bm25"):
+        assert record["methods"][name]["metrics_all_queries"]["mrr@10"] > 0.5, name
