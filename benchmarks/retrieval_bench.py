@@ -66,13 +66,14 @@ def main() -> None:
     parser.add_argument("--base", default="all-MiniLM-L6-v2")
     parser.add_argument("--teacher-queries", type=int, default=50)
     parser.add_argument("--cascade-k", default="10,20,50,100")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="the teacher's query sample")
+    parser.add_argument("--split-seed", type=int, default=0, help="the QNLI halves (students must use the same)")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "retrieval")
     parser.add_argument("--work-dir", type=Path, default=None)
     parser.add_argument("--export-qnli-train", type=Path, default=None, metavar="DIR")
     args = parser.parse_args()
     if args.export_qnli_train is not None:
-        export_qnli_train(args.export_qnli_train, args.seed)
+        export_qnli_train(args.export_qnli_train, args.split_seed)
         return
     students, teachers = _per_set(args.student, "--student"), _per_set(args.teacher, "--teacher")
     for set_name in [s.strip() for s in args.sets.split(",") if s.strip()]:
@@ -81,7 +82,7 @@ def main() -> None:
                                   cascade_k=tuple(int(k) for k in args.cascade_k.split(",")),
                                   teacher_queries=args.teacher_queries, seed=args.seed,
                                   work_dir=str(args.work_dir) if args.work_dir else None)
-        record = evaluate_retrieval(load_ranking_set(set_name, seed=args.seed), cfg)
+        record = evaluate_retrieval(load_ranking_set(set_name, seed=args.split_seed), cfg)
         plot = plot_quality_vs_teacher_calls(record, args.out / RETRIEVAL_PLOT.format(set=set_name))
         record["plot"] = plot.name
         atomic_write_json(args.out / RETRIEVAL_RECORD.format(set=set_name), record)

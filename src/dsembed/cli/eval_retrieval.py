@@ -53,7 +53,9 @@ def eval_retrieval(
                                                           "pretrained-cosine, the first student's head)")] = None,
     teacher_queries: Annotated[int | None, typer.Option(help="teacher and cascades on a seeded sample of N queries "
                                                              "(default: all)")] = None,
-    seed: Annotated[int, typer.Option(help="the query sample's seed (and the QNLI halves')")] = 0,
+    seed: Annotated[int, typer.Option(help="the seed of the teacher's query sample")] = 0,
+    split_seed: Annotated[int, typer.Option(help="qnli-bench: the seed of the split into halves (must be the one "
+                                                 "the students' QNLI train half was made with)")] = 0,
     kind: Annotated[str | None, typer.Option(help="a pair file's gold column: binary or regression")] = None,
     relevant_min: Annotated[float | None, typer.Option(help="gain at which a candidate is relevant (default: 4 "
                                                             "for scores, 1 for labels)")] = None,
@@ -82,7 +84,7 @@ def eval_retrieval(
                               teacher_queries=teacher_queries, seed=seed, ann_prefilter=ann_prefilter,
                               work_dir=str(work_dir) if work_dir else None)
     cfg.check()  # before the set is read or any model loaded
-    rset = load_ranking_set(set_, kind=kind, relevant_min=relevant_min, data_dir=data_dir, seed=seed)
+    rset = load_ranking_set(set_, kind=kind, relevant_min=relevant_min, data_dir=data_dir, seed=split_seed)
     record = evaluate_retrieval(rset, cfg)
     if output is not None:
         atomic_write_json(output, record)
