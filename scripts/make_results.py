@@ -373,6 +373,19 @@ def speed_section() -> list[str]:
     return lines
 
 
+def retrieval_section() -> list[str]:
+    """Ranking quality per retrieval set (records in results/retrieval/, written by benchmarks/retrieval_bench.py)."""
+    records = sorted((RESULTS / "retrieval").glob("*.json")) if (RESULTS / "retrieval").is_dir() else []
+    if not records:
+        return []
+    from dsembed.bench import render_retrieval_markdown
+
+    lines = ["## Ranking quality: one query against every sentence of a set", ""]
+    for path in records:
+        lines += [render_retrieval_markdown(json.loads(path.read_text()), path.relative_to(ROOT).as_posix()), ""]
+    return lines
+
+
 def reliability_section() -> list[str]:
     """Kill -9 resumes, reader fuzzing and the service soak (records in results/reliability/)."""
     from dsembed.bench import reliability
@@ -409,6 +422,7 @@ def render() -> str:
     out += sweeps_section()
     out += diagnostics_section()
     out += speed_section()
+    out += retrieval_section()
     out += reliability_section()
     export = RESULTS / "export" / "backends.json"
     if export.is_file():

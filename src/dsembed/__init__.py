@@ -15,7 +15,7 @@ _PUBLIC = {
     # tasks and data
     "TaskSpec": "tasks", "get_task": "tasks", "custom_task": "tasks",
     "PairDataset": "data", "read_pairs": "data", "read_sentences": "data", "load_glue": "data",
-    "load_hf_pairs": "data",
+    "load_hf_pairs": "data", "qnli_halves": "data", "load_ranking_set": "data",
     # settings and errors
     "TeacherConfig": "config", "StudentConfig": "config", "PipelineConfig": "config", "DsembedError": "errors",
     # teacher

@@ -79,3 +79,11 @@ SERVE_SOAK_RECORD = "serve_soak.json"  # benchmarks/serve_soak.py: the HTTP serv
 MINED_RECORD_SUFFIX = ".record.json"  # mined.jsonl -> mined.record.json: how the pairs were mined
 MINED_LOGITS_SUBDIR = "mined_logits"  # per-chunk teacher-logits entries of mined pairs, found by pair hash
 # a scored bundle is MINED_PAIRS + MINED_LOGITS (+ its pair_hashes tensor) + MINED_INFO, above
+# --- ranking-quality evaluation (dsembed eval-retrieval) -------------------------------------------
+RETRIEVAL_SCORES_CHUNK = "teacher_scores_{index:06d}.safetensors"  # pair hashes + teacher scores, one per commit
+RETRIEVAL_STORES_DIR = "stores"  # the students' candidate stores inside the evaluation's work folder
+RETRIEVAL_TEACHER_DIR = "teacher_scores"  # the pair-hash keyed teacher score cache inside the work folder
+RETRIEVAL_RECORD = "{set}.json"  # benchmarks/retrieval_bench.py: one record per benchmark set
+RETRIEVAL_PLOT = "{set}.png"  # quality against teacher calls per query
+RETRIEVAL_QNLI_TRAIN = "qnli_train_half.tsv"  # benchmarks/retrieval_bench.py --export-qnli-train: pairs to distil on
+RETRIEVAL_QNLI_SPLIT = "qnli_split.json"  # ... and the split's record (seed, sizes, question hashes)

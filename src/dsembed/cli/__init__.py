@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import augment, export, retrieval, train, use
+from . import augment, eval_retrieval, export, retrieval, train, use
 from .common import App
 
 app = App(help="Distilled Sentence Embedding: teacher -> logits -> siamese student -> fast pair scores.")
@@ -11,6 +11,7 @@ use.register(app)
 retrieval.register(app)
 export.register(app)
 augment.register(app)
+eval_retrieval.register(app)
 
 
 def main() -> None:  # pragma: no cover - console entry point

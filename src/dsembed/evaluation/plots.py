@@ -1,4 +1,4 @@
-"""Plots: how closely students track the teacher on the dev set."""
+"""Plots: how closely students track the teacher on the dev set; ranking quality against teacher cost."""
 
 from __future__ import annotations
 
@@ -32,6 +32,49 @@ def plot_student_vs_teacher(task: TaskSpec, teacher_logits: np.ndarray, students
         ax.legend(loc="upper left")
         if labels is not None:
             fig.colorbar(sc, ax=ax, label="gold label")
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_quality_vs_teacher_calls(record: dict, path: str | Path, metric: str = "mrr@10") -> Path:
+    """Ranking quality against teacher calls per query (a ranking-evaluation record, on its query sample).
+
+    Each cascade is a line over K from its first stage; every standalone method is a point (the teacher
+    at N - 1 calls, first stages at 0). The x axis is symlog so that zero calls still shows.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 5))
+    methods = record["methods"]
+    stages: dict[str, list[tuple[float, float, int]]] = {}
+    for m in methods.values():
+        if m["family"] == "cascade":
+            stages.setdefault(m["first_stage"], []).append(
+                (m["teacher_calls_per_query"], m["metrics_sample"][metric], m["k"]))
+    for stage, points in stages.items():
+        points.sort()
+        ax.plot([p[0] for p in points], [p[1] for p in points], "-o", label=f"{stage} → teacher (K)")
+        for x, y, k in points:
+            ax.annotate(str(k), (x, y), textcoords="offset points", xytext=(3, 4), fontsize=7)
+    for name, m in methods.items():
+        if m["family"] != "cascade":
+            ax.scatter([m["teacher_calls_per_query"]], [m["metrics_sample"][metric]], marker="*" if
+                       m["family"] == "teacher" else "s", s=80, zorder=3, label=name)
+    ax.set_xscale("symlog", linthresh=1)
+    ax.set_xlim(-0.5, 2 * max([1.0, *(m["teacher_calls_per_query"] for m in methods.values())]))
+    sample = record["query_sample"]
+    ax.set_xlabel("teacher calls per query")
+    ax.set_ylabel(f"{metric} ({sample['size']} of {sample['of']} queries)")
+    ax.set_title(f"{record['set']['name']}: {record['set']['candidates']} candidates")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

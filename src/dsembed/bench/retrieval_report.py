@@ -1,0 +1,47 @@
+"""A ranking-evaluation record as markdown for RESULTS.md: one table per set, every number from the record."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+COLUMNS = ("mrr@10", "ndcg@10", "recall@1", "recall@10", "recall@100")
+
+
+def _num(value: float | None, digits: int = 3) -> str:
+    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+
+def _ms(seconds: float | None) -> str:
+    return "–" if seconds is None else f"{1e3 * seconds:.1f}"
+
+
+def _row(name: str, m: dict[str, Any]) -> str:
+    sample = [_num(m["metrics_sample"][c]) for c in COLUMNS]
+    everyone = _num((m["metrics_all_queries"] or {}).get("mrr@10"))
+    return (f"| {name} | {' | '.join(sample)} | {everyone} | {m['teacher_calls_per_query']:.1f} | "
+            f"{_ms(m['median_seconds_per_query_sample'])} |")
+
+
+def render_retrieval_markdown(record: dict[str, Any], source: str) -> str:
+    """The set, its query sample and one row per method (standalone first, then cascades by first stage and K)."""
+    s, sample = record["set"], record["query_sample"]
+    env = record.get("environment", {})
+    teacher = record.get("teacher") or {}
+    methods = record["methods"]
+    order = sorted(methods, key=lambda n: (methods[n]["family"] == "cascade", methods[n]["first_stage"] or "",
+                                           methods[n]["k"] or 0))
+    on = "all" if sample["all_queries"] else f"a seeded sample (seed {sample['seed']}) of {sample['size']}"
+    lines = [f"### {s['name']}: {s['queries']} queries against {s['candidates']} candidates", "",
+             f"Source `{s['source']}`; {s['gain_rule']}; relevant at gain ≥ {s['relevant_min']:g}; "
+             f"{s['self_exclusion']}. Metrics on {on} of the {sample['of']} queries (the teacher's and the "
+             f"cascades' queries); the MRR@10 (all) column is over every query, for methods that ran on all.",
+             "", "| method | MRR@10 | nDCG@10 | R@1 | R@10 | R@100 | MRR@10 (all) | teacher calls / query | "
+                 "median ms / query |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines += [_row(name, methods[name]) for name in order]
+    spp = teacher.get("seconds_per_pair")
+    lines += ["", f"Time per query includes the teacher (its measured {_ms(spp)} ms per pair × calls) for the "
+                  f"teacher and the cascades. {env.get('cpu_count', '?')} CPUs, torch threads "
+                  f"{env.get('torch_threads', '?')}, load {record.get('load_average')}; wall "
+                  f"{record.get('wall_seconds', 0):.0f} s. Record: `{source}`."]
+    return "\n".join(lines)
