@@ -64,9 +64,18 @@ def pipeline(
     train: TrainOpt = None, dev: DevOpt = None,
     test: Annotated[Path | None, typer.Option(help="own labelled test file: reported, never selected on")] = None,
     kind: KindOpt = None, labels: LabelsOpt = None, skip_bad: SkipOpt = False, progress: ProgressOpt = True,
+    mined: Annotated[str | None, typer.Option(
+        help="teacher-scored mined pairs (`dsembed augment score` bundle, by the run's teacher): adds the "
+             "DSE + mined pairs student, trained at the same optimiser steps as the others")] = None,
+    mined_ratio: Annotated[float | None, typer.Option(help="mined rows per labelled row (default 1)")] = None,
+    mined_scope: Annotated[str, typer.Option(
+        help="run: only mined pairs joining two sentences of the run's labelled pairs; all: every pair")] = "run",
+    augsbert: Annotated[bool, typer.Option(
+        help="with --mined: also the AugSBERT anchor (task loss on gold + teacher-labelled mined pairs)")] = False,
+    plain_dse: Annotated[bool, typer.Option(help="with --mined: also the DSE student without mined pairs")] = True,
     only_student: Annotated[str | None, typer.Option(
-        help="dse or label-only: train just that student and stop, so two processes can train the two "
-             "students side by side (once the teacher stage is done, or with --teacher-logits); run again "
+        help="dse, label-only, dse-mined or augsbert: train just that student and stop, so two processes can "
+             "train students side by side (once the teacher stage is done, or with --teacher-logits); run again "
              "without it to evaluate and record")] = None,
 ) -> None:
     """Run every stage for a task and print the dev-set table (teacher, students, cosine baseline)."""
@@ -81,9 +90,11 @@ def pipeline(
         train_file=str(train) if train else None, dev_file=str(dev) if dev else None,
         test_file=str(test) if test else None, kind=kind,
         labels=parse_labels(labels), skip_bad=skip_bad, only_student=only_student,
+        mined=mined, mined_scope=mined_scope, augsbert_baseline=augsbert, plain_dse_baseline=plain_dse,
         teacher={"base": teacher_base, "epochs": teacher_epochs},
         student={"base": student_base, "alpha": alpha, "pooling": pooling, "epochs": student_epochs,
-                 "learning_rate": learning_rate, "head_learning_rate": head_learning_rate})
+                 "learning_rate": learning_rate, "head_learning_rate": head_learning_rate,
+                 "mined_ratio": mined_ratio})
     if seeds:
         summary = run_seeds(cfg, parse_seeds(seeds))
         typer.echo(format_seed_table(summary))
