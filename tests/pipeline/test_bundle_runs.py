@@ -86,7 +86,7 @@ def test_two_students_train_in_separate_runs_then_one_run_records_both(tiny_base
     with pytest.raises(ValueError, match="only_student must be"):
         run_pipeline(replace(cfg, only_student="teacher"))
     result = CliRunner().invoke(app, ["pipeline", "mrpc", "--only-student", "both", "--no-progress"])
-    assert result.exit_code == 2 and "only_student must be dse or label-only" in result.output
+    assert result.exit_code == 2 and "only_student must be one of dse, label-only" in result.output
 
 
 @needs_glue
@@ -113,3 +113,22 @@ def test_cli_export_logits_then_pipeline_refuses_stale_bundle(binary_teacher: Pa
                                  str(tmp_path / "run"), "--data-dir", str(glue_dir()), "--no-progress"])
     assert result.exit_code == 2
     assert "do not cover the pairs" in result.output and "were never scored" in result.output
+
+
+@needs_glue
+def test_a_bundle_with_the_test_split_gives_the_teacher_test_row(tiny_base: str, tmp_path: Path) -> None:
+    from dsembed.pipeline import run_pipeline
+
+    train, dev = _pipeline_data()
+    test = load_glue(MRPC, "test", data_dir=glue_dir())
+    teacher = HashTeacher(MRPC)
+    bundle = write_logits_bundle(teacher, train, dev, tmp_path / "bundle", test=test, show_progress_bar=False)
+    assert LogitsBundle.load(tmp_path / "bundle").test is not None
+    cfg = PipelineConfig(task="mrpc", output_dir=str(tmp_path / "run"), teacher_logits=str(tmp_path / "bundle"),
+                         student=StudentConfig(base=tiny_base, epochs=1, batch_size=16, max_length=MAX_LEN, seed=0),
+                         teacher=TeacherConfig(max_length=MAX_LEN, seed=0), max_train_pairs=40, max_dev_pairs=20,
+                         data_dir=str(glue_dir()), label_only_baseline=False, show_progress_bar=False, plot=False)
+    record = run_pipeline(cfg)
+    assert record["test_results"]["teacher"] == compute_metrics(MRPC, teacher.predict_logits(test.pairs()),
+                                                                test.labels, teacher=True)
+    assert bundle.test is not None and len(bundle.test.logits) == len(test)

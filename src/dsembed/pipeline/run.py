@@ -48,7 +48,7 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
     stage_info: dict[str, Any] = {}
     test_logits: dict[str, np.ndarray] = {}
     if cfg.teacher_logits:
-        stored, teacher_dev_logits = bundle_stage(cfg, task, train, dev, stage_info)
+        stored, teacher_dev_logits = bundle_stage(cfg, task, train, dev, test, stage_info, test_logits)
     else:
         stored, teacher_dev_logits = teacher_stage(cfg, task, train, dev, test, out, timer, stage_info, test_logits)
     results = {"teacher": compute_metrics(task, teacher_dev_logits, dev.labels, teacher=True)}

@@ -93,14 +93,16 @@ def load_test_data(cfg: PipelineConfig, task: TaskSpec) -> PairDataset | None:
     return test if test.labels is not None else None
 
 
-def bundle_stage(cfg: PipelineConfig, task: TaskSpec, train: PairDataset, dev: PairDataset,
-                  stage_info: dict[str, Any]) -> tuple[TeacherLogits, np.ndarray]:
+def bundle_stage(cfg: PipelineConfig, task: TaskSpec, train: PairDataset, dev: PairDataset, test: PairDataset | None,
+                 stage_info: dict[str, Any], test_logits: dict[str, np.ndarray]) -> tuple[TeacherLogits, np.ndarray]:
     """Teacher logits carried in as a bundle (made on another machine): no teacher runs here."""
     bundle = load_logits_bundles(cfg.teacher_logits)
     bundle = bundle.aligned_to(train, dev, source=cfg.teacher_logits)  # a subset (quick profile) is fine
     if bundle.train.task != task.name:
         raise StaleLogitsError(f"{cfg.teacher_logits} holds logits for task {bundle.train.task}, not {task.name}")
     stage_info["teacher"] = {"source": "logits bundle", "path": cfg.teacher_logits, "bundle": bundle.info}
+    if test is not None and bundle.test is not None:  # a bundle that carries the test split gives the test row
+        test_logits["teacher"] = bundle.test.aligned_to(test, source=f"{cfg.teacher_logits} test").logits
     return bundle.train, bundle.dev.logits
 
 

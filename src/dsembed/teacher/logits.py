@@ -238,12 +238,15 @@ class LogitsBundle:
     train: TeacherLogits
     dev: TeacherLogits
     info: dict
+    test: TeacherLogits | None = None  # optional: the teacher's row in a run's test table (never selected on)
 
     def save(self, folder: str | Path) -> Path:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         self.train.save(folder / BUNDLE_SPLIT_FILE.format(split="train"))
         self.dev.save(folder / BUNDLE_SPLIT_FILE.format(split="dev"))
+        if self.test is not None:
+            self.test.save(folder / BUNDLE_SPLIT_FILE.format(split="test"))
         atomic_write_json(folder / BUNDLE_INFO, self.info)
         return folder
 
@@ -256,7 +259,8 @@ class LogitsBundle:
             raise InputNotFoundError(f"{folder} is not a teacher-logits bundle (missing {', '.join(missing)})")
         info = json.loads((folder / BUNDLE_INFO).read_text())
         train, dev = (TeacherLogits.load(folder / BUNDLE_SPLIT_FILE.format(split=s)) for s in _BUNDLE_SPLITS)
-        return cls(train, dev, info)
+        test_file = folder / BUNDLE_SPLIT_FILE.format(split="test")
+        return cls(train, dev, info, TeacherLogits.load(test_file) if test_file.is_file() else None)
 
     def check_matches(self, train: PairDataset, dev: PairDataset, source: str = "") -> None:
         self.train.check_matches(train, source=f"{source} train")
@@ -265,20 +269,22 @@ class LogitsBundle:
     def aligned_to(self, train: PairDataset, dev: PairDataset, source: str = "") -> LogitsBundle:
         """This bundle restricted and ordered to ``train`` and ``dev`` (subsets of its pairs)."""
         return LogitsBundle(self.train.aligned_to(train, f"{source} train"), self.dev.aligned_to(dev, f"{source} dev"),
-                            self.info)
+                            self.info, self.test)
 
 
 def write_logits_bundle(teacher, train: PairDataset, dev: PairDataset, folder: str | Path, *,  # noqa: ANN001
                         batch_size: int = 64, extra_info: dict | None = None,
-                        show_progress_bar: bool = True) -> LogitsBundle:
-    """Compute ``teacher``'s logits on ``train`` and ``dev`` and save them as a portable bundle."""
-    parts = {}
-    for name, data in (("train", train), ("dev", dev)):
+                        show_progress_bar: bool = True, test: PairDataset | None = None) -> LogitsBundle:
+    """Compute ``teacher``'s logits on ``train`` and ``dev`` (and ``test``) and save them as a portable bundle."""
+    parts: dict[str, TeacherLogits | None] = {"test": None}
+    for name, data in (("train", train), ("dev", dev), ("test", test)):
+        if data is None:
+            continue
         parts[name] = compute_teacher_logits(teacher, data, cache=Path(folder) / ".cache", batch_size=batch_size,
                                              show_progress_bar=show_progress_bar)
     info = {"teacher": str(getattr(teacher, "path", teacher)), "teacher_fingerprint": teacher.fingerprint(),
             "task": teacher.task.name, "teacher_info": getattr(teacher, "info", {}), **(extra_info or {})}
-    bundle = LogitsBundle(parts["train"], parts["dev"], info)
+    bundle = LogitsBundle(parts["train"], parts["dev"], info, parts["test"])
     bundle.save(folder)
     shutil.rmtree(Path(folder) / ".cache", ignore_errors=True)
     return bundle
@@ -310,4 +316,6 @@ def load_logits_bundles(spec: str | Path) -> LogitsBundle:
 
     info = {"ensemble_of": folders, "members": [b.info for b in bundles], "teacher_fingerprint": fingerprint,
             "task": first.train.task}
-    return LogitsBundle(mean("train"), mean("dev"), info)
+    same_test = all(b.test is not None and np.array_equal(b.test.pair_hashes, first.test.pair_hashes)
+                    for b in bundles)
+    return LogitsBundle(mean("train"), mean("dev"), info, mean("test") if same_test else None)
