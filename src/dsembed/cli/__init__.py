@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import export, retrieval, train, use
+from . import bench, export, retrieval, train, use
 from .common import App
 
 app = App(help="Distilled Sentence Embedding: teacher -> logits -> siamese student -> fast pair scores.")
@@ -10,6 +10,7 @@ train.register(app)
 use.register(app)
 retrieval.register(app)
 export.register(app)
+bench.register(app)
 
 
 def main() -> None:  # pragma: no cover - console entry point
