@@ -43,6 +43,8 @@ def _budget_bytes(device: torch.device) -> int:
     """Bytes of store blocks that may stay on ``device``: ``$DSEMBED_DEVICE_CACHE_MB``, else half its free memory."""
     if os.environ.get(CACHE_ENV):
         return int(float(os.environ[CACHE_ENV]) * 2**20)
+    if device.type != "cuda":  # the CPU scans the memory maps themselves: nothing to keep
+        return 0
     free, _ = torch.cuda.mem_get_info(device)
     return free // 2
 
@@ -54,6 +56,10 @@ def stream_blocks(load: BlockLoader, n: int, block_rows: int,
     Block ``i + 1`` is read into pinned memory and its host-to-device copy queued on a side stream before
     block ``i`` is handed out; the compute stream waits on that copy's event only when it needs the block.
     """
+    if device.type != "cuda":  # no copy engine to overlap with: plain copies, block by block
+        for lo in range(0, n, block_rows):
+            yield lo, tuple(_host_tensor(b).to(device, copy=True) for b in load(lo, min(lo + block_rows, n)))
+        return
     copy_stream = torch.cuda.Stream(device)
 
     def start(lo: int) -> tuple[int, tuple[Tensor, ...], torch.cuda.Event]:
