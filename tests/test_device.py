@@ -47,3 +47,29 @@ def test_device_name_for_records() -> None:
     assert device_name("cpu").startswith("cpu")
     if not NO_GPU:
         assert device_name("cuda") == torch.cuda.get_device_name(0)
+
+
+def test_onnx_providers_cpu_and_the_missing_cuda_provider() -> None:
+    pytest.importorskip("onnxruntime")
+    import onnxruntime
+
+    from dsembed.student.onnx_backend import onnx_providers
+
+    assert onnx_providers(None) == onnx_providers("cpu") == ["CPUExecutionProvider"]
+    if NO_GPU:
+        with pytest.raises(ConfigError, match="no CUDA GPU"):
+            onnx_providers("cuda")
+    elif "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        with pytest.raises(ConfigError, match="onnxruntime-gpu"):
+            onnx_providers("cuda")
+    else:
+        assert onnx_providers("cuda")[0][0] == "CUDAExecutionProvider"
+
+
+@pytest.mark.skipif(not NO_GPU, reason="this machine has a GPU")
+def test_bench_config_refuses_cuda_without_a_gpu() -> None:
+    from dsembed.bench import BenchConfig
+
+    with pytest.raises(ConfigError, match="no CUDA GPU"):
+        BenchConfig(device="cuda").validate()
+    BenchConfig(device="cpu").validate()
