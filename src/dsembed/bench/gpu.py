@@ -63,7 +63,8 @@ def measure_gpu_size(gpu: GpuSide, cfg: Any, store: CandidateStore, queries: lis
                             "basis": "linear in N from the GPU per-pair time at the largest measured N"}
     t0 = time.perf_counter()
     rank(gpu.model, queries[0], store, cfg.top_k, device=gpu.device)  # streams the store to the device (kept)
-    torch.cuda.synchronize(gpu.device)
+    if gpu.device.type == "cuda":
+        torch.cuda.synchronize(gpu.device)
     entry["first_query_seconds"] = time.perf_counter() - t0
     entry["first_query_note"] = "the first fp32 query streams the store's blocks to the GPU; later ones reuse them"
     entry["exact_fp32"], entry["exact_bf16_screen"], exact = time_exact(gpu.model, store, queries, cfg.top_k,
