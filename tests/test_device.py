@@ -55,7 +55,7 @@ def test_onnx_providers_cpu_and_the_missing_cuda_provider() -> None:
 
     from dsembed.student.onnx_backend import onnx_providers
 
-    assert onnx_providers(None) == onnx_providers("cpu") == ["CPUExecutionProvider"]
+    assert onnx_providers(None) == onnx_providers("auto") == onnx_providers("cpu") == ["CPUExecutionProvider"]
     if NO_GPU:
         with pytest.raises(ConfigError, match="no CUDA GPU"):
             onnx_providers("cuda")
@@ -73,3 +73,15 @@ def test_bench_config_refuses_cuda_without_a_gpu() -> None:
     with pytest.raises(ConfigError, match="no CUDA GPU"):
         BenchConfig(device="cuda").validate()
     BenchConfig(device="cpu").validate()
+
+
+@pytest.mark.skipif(not NO_GPU, reason="this machine has a GPU")
+def test_models_asked_for_cuda_without_a_gpu_say_so_before_reading_anything() -> None:
+    from dsembed.student import DSEModel
+    from dsembed.tasks import get_task
+    from dsembed.teacher import Teacher
+
+    for load in (lambda: DSEModel.load("no-such-student", device="cuda"),
+                 lambda: Teacher("no-such-teacher", get_task("mrpc"), device="cuda:0")):
+        with pytest.raises(ConfigError, match="no CUDA GPU"):
+            load()

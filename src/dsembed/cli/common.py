@@ -31,13 +31,17 @@ ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help="pro
 
 
 def _checked_device(value: str) -> str:
-    """Resolve ``--device`` while the options are parsed: a GPU this machine lacks stops before any loading."""
+    """Check ``--device`` while the options are parsed: a GPU this machine lacks stops before any loading.
+
+    ``auto`` stays ``auto`` (each model resolves it; the onnx backend reads it as its CPU default).
+    """
     from ..utils import resolve_device
 
     try:
-        return str(resolve_device(value))
+        resolve_device(value)
     except DsembedError as exc:
         fail(str(exc))
+    return value.strip().lower()
 
 
 DeviceOpt = Annotated[str, typer.Option(

@@ -127,6 +127,7 @@ class DSEModel(nn.Module):
             from .onnx_backend import load_onnx_student
 
             return load_onnx_student(path, device, quantized=quantized, intra_op_num_threads=intra_op_num_threads)
+        device = str(resolve_device(device))  # before any file is read: a missing GPU is the first thing said
         _check_torch_backend(Path(path), backend, quantized)
         path = Path(path)
         config_path = path / STUDENT_CONFIG
@@ -134,7 +135,7 @@ class DSEModel(nn.Module):
             raise InputNotFoundError(f"{path} is not a dsembed student: {STUDENT_CONFIG} is missing")
         config = DSEConfig(**json.loads(config_path.read_text()))
         needs_code = _check_folder_code(path, trust_remote_code)
-        encoder = SentenceTransformer(str(path), device=str(resolve_device(device)),
+        encoder = SentenceTransformer(str(path), device=device,
                                       trust_remote_code=needs_code or trust_remote_code, local_files_only=True)
         task = _task_from_dict(config.task)
         head = PairHead(config.embedding_dim, config.head_hidden, task.student_outputs, config.head_dropout)

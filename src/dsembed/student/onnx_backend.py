@@ -217,12 +217,12 @@ def _rows(x: np.ndarray | Tensor) -> np.ndarray:
 def onnx_providers(device: str | None) -> list[Any]:
     """onnxruntime's providers for a ``--device``: the CPU's, or CUDA's where this onnxruntime has it.
 
-    ``None`` keeps the CPU (the export's parity was checked there); a GPU needs onnxruntime-gpu, so a plain
-    onnxruntime asked for one is a one-line error rather than a silent CPU run.
+    ``None`` and ``auto`` keep the CPU (the export's parity was checked there); a GPU named outright needs
+    onnxruntime-gpu, so a plain onnxruntime asked for one is a one-line error rather than a silent CPU run.
     """
     from ..utils import resolve_device
 
-    if device is None or resolve_device(device).type == "cpu":
+    if device is None or str(device).strip().lower() == "auto" or resolve_device(device).type == "cpu":
         return ["CPUExecutionProvider"]
     target = resolve_device(device)
     if "CUDAExecutionProvider" not in _ort().get_available_providers():
