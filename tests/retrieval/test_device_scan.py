@@ -117,14 +117,14 @@ def test_gpu_scan_agrees_with_the_cpu_scan(model, store: CandidateStore, precisi
 
 
 @needs_gpu
-def test_gpu_student_and_store_of_several_device_blocks(model, workdir: Path,  # noqa: ANN001
+def test_gpu_student_and_store_of_several_device_blocks(model, store: CandidateStore,  # noqa: ANN001
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     import dsembed.retrieval.search as search
 
     monkeypatch.setattr(search, "DEVICE_BLOCK_ROWS", 32)  # 150 rows: five device blocks, the last one short
     gpu_model = copy.deepcopy(model).to("cuda")
-    cpu = rank(model, QUERIES, workdir / "store", top_k=10)
-    gpu = rank(gpu_model, QUERIES, workdir / "store", top_k=10, device="cuda", block_rows=1)
+    cpu = rank(model, QUERIES, store, top_k=10)
+    gpu = rank(gpu_model, QUERIES, store.path, top_k=10, device="cuda", block_rows=1)
     assert [[h.row for h in hits] for hits in gpu] == [[h.row for h in hits] for hits in cpu]
     assert len(CANDIDATES) == 150
     drop_device_cache()
