@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from dsembed.artifacts import RUN_PLOT, RUN_RECORD
+from dsembed.artifacts import RUN_PLOT, RUN_RECORD, SPEED_RECORD
 from dsembed.config import PipelineConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -364,7 +364,7 @@ def diagnostics_section() -> list[str]:
 
 
 def speed_section() -> list[str]:
-    records = sorted((RESULTS / "speed").glob("*.json")) if (RESULTS / "speed").is_dir() else []
+    records = sorted(RESULTS.glob(f"speed*/{SPEED_RECORD}"))  # results/speed, and a GPU run's results/speed-gpu
     if not records:
         return []
     from dsembed.bench import render_markdown  # the bench's own renderer (imports torch: only when needed)

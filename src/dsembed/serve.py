@@ -284,7 +284,7 @@ def _search(req: Any, model: "DSEModel", store: "CandidateStore", anns: dict[str
     head_k = req.top_k if reranker is None else depth(req.top_k, req.rerank_top or rerank_top)
     try:
         results = rank(model, u, store, head_k, prefilter=req.prefilter, nprobe=req.nprobe,
-                       precision=req.precision, label=req.label,
+                       precision=req.precision, label=req.label, device=model.device,  # scan where the model is
                        ann=anns.get(kind) if req.prefilter is not None else None)
         if reranker is not None:  # the texts, not ``u``: the cross-encoder reads the query itself
             results = rerank_hits(reranker, texts, results, req.top_k, label=resolve_label(model.task, req.label))
@@ -368,8 +368,8 @@ def create_app(model: "DSEModel", store: "CandidateStore | str | Path | None" = 
 
 def serve(model: "DSEModel | str | Path", store: str | Path | None = None, host: str = "127.0.0.1", port: int = 8000,
           limits: ServeLimits | None = None, log_level: str = "info", verify_store: bool = True,
-          threads: int = 0, reranker: Any = None, rerank_top: int | None = None) -> None:
-    """Serve a student (a loaded one, or its folder) and optionally a store with uvicorn until interrupted.
+          threads: int = 0, reranker: Any = None, rerank_top: int | None = None, device: str | None = None) -> None:
+    """Serve a student (a loaded one, or its folder, loaded on ``device``) and optionally a store until interrupted.
 
     ``threads``: torch's intra-op threads (0: torch's default, one per core). Fewer leave a core to the
     event loop and the request threads; on a small machine that keeps /health and small requests quick.
@@ -385,6 +385,6 @@ def serve(model: "DSEModel | str | Path", store: str | Path | None = None, host:
         torch.set_num_threads(threads)
 
     if not isinstance(model, DSEModel):
-        model = DSEModel.load(model)
+        model = DSEModel.load(model, device=device)
     app = create_app(model, store, limits, verify_store=verify_store, reranker=reranker, rerank_top=rerank_top)
     uvicorn.run(app, host=host, port=port, log_level=log_level)

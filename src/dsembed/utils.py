@@ -142,6 +142,49 @@ def default_device() -> str:
     return "cpu"
 
 
+DEVICE_CHOICES = "auto, cpu, cuda or cuda:N"
+
+
+def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
+    """The torch device for a ``--device`` value, refused in one line where it cannot run.
+
+    ``auto`` (or None) picks the first GPU when there is one, else the CPU. Checked here, once, so that a
+    command asked for a GPU the machine lacks stops before it loads anything (torch would fail much later,
+    deep inside a model's ``.to()``, with a traceback).
+    """
+    from .errors import ConfigError
+
+    text = "auto" if spec is None else str(spec).strip().lower()
+    if text == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise ConfigError(f"unknown device {spec!r}; choose {DEVICE_CHOICES}") from None
+    if device.type == "cpu":
+        return torch.device("cpu")
+    if device.type != "cuda":
+        raise ConfigError(f"unsupported device {spec!r}; choose {DEVICE_CHOICES}")
+    if not torch.cuda.is_available():
+        raise ConfigError(f"device {spec!r} asked for, but this machine has no CUDA GPU that torch can use "
+                          f"(torch {torch.__version__}, CUDA build: {torch.version.cuda or 'none'}); use --device cpu")
+    count = torch.cuda.device_count()
+    if device.index is not None and device.index >= count:
+        raise ConfigError(f"device {spec!r} asked for, but this machine has {count} CUDA GPU(s) "
+                          f"(cuda:0..cuda:{count - 1})")
+    return device
+
+
+def device_name(device: str | torch.device) -> str:
+    """A readable name for records: the GPU's model (e.g. ``NVIDIA H200``), or the processor for the CPU."""
+    import platform
+
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({platform.processor() or platform.machine()})"
+
+
 def load_average() -> list[float] | None:
     """The 1/5/15-minute load average, rounded; a wall time on a shared machine means little without it."""
     if not hasattr(os, "getloadavg"):

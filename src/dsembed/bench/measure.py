@@ -232,14 +232,14 @@ def _untrained_teacher(base: str, task: Any, max_length: int) -> Any:
         transformers.logging.set_verbosity(verbosity)
 
 
-def st_encoder(cfg: BenchConfig, model: Any, tmp: Path) -> Any:
-    """A plain SentenceTransformer over the same weights (loaded from the student folder)."""
+def st_encoder(cfg: BenchConfig, model: Any, tmp: Path, device: str | torch.device = "cpu") -> Any:
+    """A plain SentenceTransformer over the same weights (loaded from the student folder), on ``device``."""
     from sentence_transformers import SentenceTransformer
 
     folder = Path(cfg.model) if cfg.model else tmp / "student"
     if not cfg.model and not (folder / STUDENT_CONFIG).is_file():
         model.save(folder)
-    return SentenceTransformer(str(folder), device="cpu", trust_remote_code=True, local_files_only=True)
+    return SentenceTransformer(str(folder), device=str(device), trust_remote_code=True, local_files_only=True)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -282,23 +282,25 @@ def time_teacher(teacher: Any, queries: list[str], texts: list[str], pair_budget
     return {**summary(times), "pairs_per_query": n, "extrapolated": False}
 
 
-def time_exact(model: Any, store: CandidateStore, queries: list[str], top_k: int,
-               shortlist: int) -> tuple[dict[str, Any], dict[str, Any], list[list[Hit]]]:
+def time_exact(model: Any, store: CandidateStore, queries: list[str], top_k: int, shortlist: int,
+               device: torch.device | None = None) -> tuple[dict[str, Any], dict[str, Any], list[list[Hit]]]:
     """The exact head scan in fp32, then the bf16 screen + fp32 rescoring; (fp32, bf16 entries, fp32 hits).
 
     The fp32 hits are the reference ranking every approximate method's recall is measured against.
+    ``device``: where the head scans (None: the CPU); on a GPU every precision is warmed up first, so the
+    timed queries scan the blocks kept on the device.
     """
     exact: list[list[Hit]] = []
     entries = []
     for precision in ("fp32", "bf16"):
         times, parts = [], []
-        if store.count <= 100_000:
-            rank(model, queries[0], store, top_k, precision=precision)  # warm caches
+        if store.count <= 100_000 or device is not None:
+            rank(model, queries[0], store, top_k, precision=precision, device=device)  # warm caches
         agree = 0
         for qi, q in enumerate(queries):
             tm = RankTimings()
             t0 = time.perf_counter()
-            hits = rank(model, q, store, top_k, precision=precision, timings=tm, shortlist=shortlist)
+            hits = rank(model, q, store, top_k, precision=precision, timings=tm, shortlist=shortlist, device=device)
             times.append(time.perf_counter() - t0)
             parts.append({"encode": tm.encode, "scan": tm.scan, "rescore": tm.rescore, "fetch": tm.fetch})
             if precision == "fp32":

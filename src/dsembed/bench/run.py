@@ -34,8 +34,9 @@ from ..artifacts import SPEED_PARTIAL, SPEED_PLOT, SPEED_RECORD, STUDENT_CONFIG
 from ..bases import cache_dir
 from ..errors import ConfigError, InputNotFoundError
 from ..retrieval import PREFILTER_KINDS, CandidateStore, build_store, model_fingerprint, sentences_fingerprint
-from ..utils import atomic_write_json
+from ..utils import atomic_write_json, device_name, resolve_device
 from .backends import BENCH_BACKENDS, measure_backends
+from .gpu import GpuSide, gpu_side, measure_gpu_encoding, measure_gpu_size
 from .measure import (
     bench_sentences,
     load_student,
@@ -80,6 +81,7 @@ class BenchConfig:
     encode_batch_size: int = 32
     encode_repeats: int = 3
     backends: tuple[str, ...] = ("torch",)  # + "onnx", "onnx-int8": encoding rows of the student's ONNX export
+    device: str = "auto"  # a CUDA device (auto: where there is one) adds the GPU rows (see .gpu); cpu: CPU rows only
     output: str = RESULTS_FOLDER
     work_dir: str | None = None
     keep_stores: bool = False
@@ -106,6 +108,7 @@ class BenchConfig:
             value = getattr(self, name)
             if not _is_int(value) or value < low:
                 raise ConfigError(f"bench {name} must be a whole number >= {low}, got {value!r}")
+        resolve_device(self.device)  # a GPU this machine lacks: one line, before anything is loaded
         if self.real_sentences < self.queries:
             raise ConfigError(f"bench real_sentences ({self.real_sentences}) must be at least queries "
                               f"({self.queries}): every query's paraphrase goes into the store")
@@ -134,6 +137,7 @@ class _Bench:
     targets: list[str] = field(default_factory=list)
     real_texts: list[str] = field(default_factory=list)
     real_store: CandidateStore | None = None
+    gpu: GpuSide | None = None
 
 
 def run_bench(cfg: BenchConfig) -> dict[str, Any]:
@@ -152,6 +156,8 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     _load_models(bench, record)
     _build_real_store(bench, glue, record)
     bench.st = st_encoder(cfg, bench.model, bench.work)
+    bench.gpu = gpu_side(cfg.device, bench.model, bench.teacher, cfg, bench.work)
+    record["device"] = {"cpu_rows": device_name("cpu"), "gpu_rows": bench.gpu.name if bench.gpu else None}
     sizes_out: dict[str, Any] = {}
     teacher_per_pair: float | None = None
     for n in sorted(cfg.sizes):
@@ -258,10 +264,11 @@ def _measure_size(bench: _Bench, n: int, teacher_per_pair: float | None) -> tupl
     logger.info("N = %d", n)
     store, synthetic, make_s = make_store(bench.work / f"store-{n}", model, bench.real_store, n, cfg.seed,
                                           ("bfloat16",), cfg.show_progress_bar)
-    entry: dict[str, Any] = {"store": {
+    entry: dict[str, Any] = {"device": device_name("cpu"), "store": {
         "rows": store.count, "synthetic_rows": synthetic, "real_rows": store.count - synthetic,
         "build_seconds_from_embeddings": make_s,
         "bytes": sum(p.stat().st_size for p in store.path.iterdir() if p.is_file())}}
+    texts = None
     if n <= cfg.teacher_max and n <= bench.real_store.count:
         texts = [t for _, t in store.records(range(n))]
         entry["teacher"] = time_teacher(bench.teacher, queries, texts, cfg.teacher_pair_budget,
@@ -283,6 +290,8 @@ def _measure_size(bench: _Bench, n: int, teacher_per_pair: float | None) -> tupl
     entry["st_cosine"] = time_st_cosine(bench.st, store, queries, cfg.top_k)
     if entry.get("teacher", {}).get("median_seconds"):
         _add_speedups(entry)
+    if bench.gpu is not None:
+        entry["gpu"] = measure_gpu_size(bench.gpu, cfg, store, queries, texts, exact)
     return entry, teacher_per_pair
 
 
@@ -304,6 +313,8 @@ def _finish(bench: _Bench, record: dict[str, Any], started: float) -> None:
     enc_sents = bench.real_texts[: cfg.encode_sentences]
     record["encoding"] = measure_encoding(bench.model, bench.st, enc_sents, cfg.encode_batch_size,
                                           cfg.encode_repeats)
+    if bench.gpu is not None:
+        record["gpu_encoding"] = measure_gpu_encoding(bench.gpu, enc_sents, cfg.encode_batch_size, cfg.encode_repeats)
     if set(cfg.backends) - {"torch"}:
         record["encoding_backends"] = measure_backends(bench.model, cfg.backends, enc_sents, cfg.encode_batch_size,
                                                        cfg.encode_repeats, bench.work)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import augment, eval_retrieval, export, retrieval, train, use
+from . import augment, bench, eval_retrieval, export, retrieval, train, use
 from .common import App
 
 app = App(help="Distilled Sentence Embedding: teacher -> logits -> siamese student -> fast pair scores.")
@@ -12,6 +12,7 @@ retrieval.register(app)
 export.register(app)
 augment.register(app)
 eval_retrieval.register(app)
+bench.register(app)
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -28,6 +28,26 @@ DataDirOpt = Annotated[Path | None, typer.Option(help="folder with GLUE TSVs (de
 SkipOpt = Annotated[bool, typer.Option("--skip-bad", help="skip malformed rows (their count is reported)")]
 ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help="progress bars")]
 
+
+
+def _checked_device(value: str) -> str:
+    """Check ``--device`` while the options are parsed: a GPU this machine lacks stops before any loading.
+
+    ``auto`` stays ``auto`` (each model resolves it; the onnx backend reads it as its CPU default).
+    """
+    from ..utils import resolve_device
+
+    try:
+        resolve_device(value)
+    except DsembedError as exc:
+        fail(str(exc))
+    return value.strip().lower()
+
+
+DeviceOpt = Annotated[str, typer.Option(
+    "--device", callback=_checked_device, help="where the model (and the head scan) runs: auto (cuda if there "
+                                               "is a GPU, else cpu), cpu, cuda or cuda:N")]
+
 RayOpt = Annotated[str | None, typer.Option(
     "--ray", metavar="ADDRESS", help="run on a Ray actor pool: local (start, or attach to this machine's Ray), "
                                      "auto (the running cluster) or HOST:PORT; same cache and output as without")]
@@ -118,8 +138,8 @@ def task_and_data(task: str, train: Path | None, dev: Path | None, kind: str | N
     return spec, train_ds, dev_ds
 
 
-def load_student(path: Path) -> Any:
-    """A saved student, or a one-line error naming the folder."""
+def load_student(path: Path, device: str | None = None) -> Any:
+    """A saved student (on ``device``; default: a GPU if there is one), or a one-line error naming the folder."""
     from ..student import DSEModel
 
-    return DSEModel.load(path)
+    return DSEModel.load(path, device=device)

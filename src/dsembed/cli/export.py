@@ -28,11 +28,11 @@ def backend_options(backend: str) -> dict[str, Any]:
     return dict(BACKENDS[backend])
 
 
-def load_with_backend(path: Path, backend: str = "torch") -> Any:
-    """A saved student on the chosen backend, or a one-line error naming the folder."""
+def load_with_backend(path: Path, backend: str = "torch", device: str | None = None) -> Any:
+    """A saved student on the chosen backend and device, or a one-line error naming the folder."""
     from ..student import DSEModel
 
-    return DSEModel.load(path, **backend_options(backend))
+    return DSEModel.load(path, device=device, **backend_options(backend))
 
 
 def export(

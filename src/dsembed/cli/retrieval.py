@@ -1,4 +1,4 @@
-"""Retrieval commands: ``index build/add/ann/info/verify/discard``, ``search``, ``allpairs``, ``serve``, ``bench``.
+"""Retrieval commands: ``index build/add/ann/info/verify/discard``, ``search``, ``allpairs``, ``serve``.
 
 Registered on the main ``dsembed`` app by :func:`register`.
 """
@@ -13,7 +13,18 @@ from typing import Annotated
 import typer
 
 from ..errors import ConfigError
-from .common import App, ModelArg, ProgressOpt, RayCpusOpt, RayGpusOpt, RayOpt, RayWorkersOpt, load_student, setup
+from .common import (
+    App,
+    DeviceOpt,
+    ModelArg,
+    ProgressOpt,
+    RayCpusOpt,
+    RayGpusOpt,
+    RayOpt,
+    RayWorkersOpt,
+    load_student,
+    setup,
+)
 from .export import BackendOpt, load_with_backend
 
 StoreArg = Annotated[Path, typer.Argument(help="a candidate store folder (see `dsembed index build`)")]
@@ -27,7 +38,8 @@ RerankTopOpt = Annotated[int | None, typer.Option(help="with --rerank: head cand
 RerankBatchOpt = Annotated[int, typer.Option(help="with --rerank: pairs per cross-encoder batch")]
 
 
-def load_reranker(spec: str | None, student: object, rerank_top: int | None) -> object | None:
+def load_reranker(spec: str | None, student: object, rerank_top: int | None,
+                  device: str | None = None) -> object | None:
     """The cross-encoder for ``--rerank``, refused unless its task has the student's kind and outputs."""
     if spec is None:
         if rerank_top is not None:
@@ -37,7 +49,7 @@ def load_reranker(spec: str | None, student: object, rerank_top: int | None) -> 
     from ..teacher import load_teacher
 
     task = student.task  # type: ignore[attr-defined]
-    teacher = load_teacher(spec, task)  # a cross-encoder with another number of outputs is refused here
+    teacher = load_teacher(spec, task, device=device)  # a cross-encoder with another number of outputs is refused here
     for member in getattr(teacher, "members", [teacher]):
         trained_for = member.info.get("task")
         known = _registered_kind(trained_for)
@@ -98,6 +110,7 @@ def index_build(
     ray_gpus: RayGpusOpt = 0.0,
     progress: ProgressOpt = True,
     backend: BackendOpt = "torch",
+    device: DeviceOpt = "auto",
 ) -> None:
     """Encode a candidate file into a store (resumes an interrupted build of the same input).
 
@@ -119,7 +132,7 @@ def index_build(
         st = build_store_ray(model, texts, store, address=ray, concurrency=ray_workers, num_cpus=ray_cpus,
                              num_gpus=ray_gpus, **options)
     else:
-        st = build_store(load_with_backend(model, backend), texts, store, **options)
+        st = build_store(load_with_backend(model, backend, device), texts, store, **options)
     typer.echo(f"{st.count} candidates in {store}" + (f" (+ANN {ann})" if ann != "none" else ""))
 
 
@@ -136,6 +149,7 @@ def index_add(
     allow_duplicate: Annotated[bool, typer.Option(help="add a file that was already added")] = False,
     progress: ProgressOpt = True,
     backend: BackendOpt = "torch",
+    device: DeviceOpt = "auto",
 ) -> None:
     """Append candidates to an existing store (existing rows are not re-encoded; the ANN index is extended)."""
     setup()
@@ -143,7 +157,7 @@ def index_add(
     from ..retrieval import ingest, open_store
 
     texts, ids = _read_input(input, column, id_column)
-    student = load_with_backend(model, backend)
+    student = load_with_backend(model, backend, device)
     st = open_store(store, student)
     if discard_pending:
         dropped = discard(st)
@@ -228,6 +242,7 @@ def search(
     rerank: RerankOpt = None,
     rerank_top: RerankTopOpt = None,
     rerank_batch_size: RerankBatchOpt = 64,
+    device: DeviceOpt = "auto",
 ) -> None:
     """Rank every candidate of a store against the query with the student's head (then, with --rerank, the
     head's top candidates with a cross-encoder)."""
@@ -241,12 +256,12 @@ def search(
         texts += _read_input(queries, column, None)[0]
     if not texts:
         raise ConfigError("give a query sentence or --queries FILE")
-    student = load_with_backend(model, backend)
-    reranker = load_reranker(rerank, student, rerank_top)
+    student = load_with_backend(model, backend, device)
+    reranker = load_reranker(rerank, student, rerank_top, device)
     start = time.perf_counter()
     results = rank(student, texts, store, top_k, prefilter=prefilter, prefilter_kind=prefilter_kind,
                    nprobe=nprobe, precision=precision, label=label, reranker=reranker, rerank_top=rerank_top,
-                   rerank_batch_size=rerank_batch_size)
+                   rerank_batch_size=rerank_batch_size, device=device)
     elapsed = time.perf_counter() - start
     if as_json:
         out = {"seconds": elapsed, "results": [{"query": q, "hits": [h.to_dict() for h in hits]}
@@ -278,19 +293,20 @@ def allpairs(
     precision: str = "fp32",
     progress: ProgressOpt = True,
     backend: BackendOpt = "torch",
+    device: DeviceOpt = "auto",
 ) -> None:
     """Head scores of all pairs within a set (dedup/clustering): print the pairs over a threshold."""
     setup()
     from ..retrieval import iter_all_pairs
 
     texts, _ = _read_input(input, column, None)
-    student = load_with_backend(model, backend)
+    student = load_with_backend(model, backend, device)
     handle = open(output, "w", encoding="utf-8") if output else sys.stdout  # noqa: SIM115
     as_jsonl = output is not None and output.suffix == ".jsonl"
     count = 0
     try:
         for block in iter_all_pairs(student, texts, threshold=threshold, symmetrize=symmetrize, tile=tile,
-                                    label=label, precision=precision, show_progress_bar=progress):
+                                    label=label, precision=precision, show_progress_bar=progress, device=device):
             for i, j, s in zip(block.i.tolist(), block.j.tolist(), block.score.tolist(), strict=True):
                 if as_jsonl:
                     handle.write(json.dumps({"i": i, "j": j, "score": s, "a": texts[i], "b": texts[j]},
@@ -325,6 +341,7 @@ def serve(
     rerank_top: RerankTopOpt = None,
     max_rerank_top: Annotated[int, typer.Option(help="largest rerank_top a request may ask for")] = 200,
     rerank_batch_size: Annotated[int, typer.Option(help="with --rerank: pairs per turn of the model lock")] = 16,
+    device: DeviceOpt = "auto",
 ) -> None:
     """Serve encode / score / search over HTTP (FastAPI + uvicorn); --rerank adds a cross-encoder to /search."""
     setup()
@@ -334,48 +351,14 @@ def serve(
     limits = ServeLimits(max_body_bytes=max_body_bytes, max_sentences=max_sentences, max_pairs=max_pairs,
                          max_top_k=max_top_k, encode_batch=encode_batch, max_rerank_top=max_rerank_top,
                          rerank_batch=rerank_batch_size)
-    student = load_with_backend(model, backend)
+    student = load_with_backend(model, backend, device)
     if rerank is not None and store is None:
         raise ConfigError("--rerank re-ranks /search results: give --store too")
     if rerank_top is not None and rerank_top > max_rerank_top:
         raise ConfigError(f"--rerank-top {rerank_top} is over --max-rerank-top {max_rerank_top}")
     run_server(student, store, host=host, port=port, limits=limits, log_level=log_level, verify_store=verify,
-               threads=threads, reranker=load_reranker(rerank, student, rerank_top), rerank_top=rerank_top)
-
-
-def bench(
-    model: Annotated[str | None, typer.Option(help="student folder (default: untrained head on MiniLM)")] = None,
-    teacher: Annotated[str | None, typer.Option(help="cross-encoder (default: untrained head on MiniLM)")]
-    = None,
-    sizes: Annotated[str, typer.Option(help="candidate counts, comma separated")] = "1000,10000,100000,1000000",
-    real: Annotated[int, typer.Option(help="real GLUE sentences encoded; larger stores are extended synthetically")]
-    = 12000,
-    queries: Annotated[int, typer.Option(help="timed queries per size (medians)")] = 5,
-    teacher_max: Annotated[int, typer.Option(help="largest N the cross-encoder actually runs")] = 10000,
-    prefilters: Annotated[str, typer.Option(help="ANN prefilter sizes M")] = "100,200,500,1000,2000",
-    output: Annotated[Path, typer.Option("--output", "-o")] = Path("results/speed"),
-    work_dir: Annotated[Path | None, typer.Option(help="where the large stores go (default: cache dir)")]
-    = None,
-    keep_stores: bool = False,
-    encode_sentences: Annotated[int, typer.Option(help="sentences for the throughput comparison")] = 2000,
-    threads: Annotated[int, typer.Option(help="torch/faiss threads for every method (0: library default)")] = 0,
-    note: Annotated[str, typer.Option(help="free text stored in the record")] = "",
-    backends: Annotated[str, typer.Option(help="encoding rows: torch, plus onnx and/or onnx-int8 (needs an "
-                                               "export of --model)")] = "torch",
-    progress: ProgressOpt = True,
-) -> None:
-    """Speed benchmark: teacher vs student exact head vs ANN + re-rank vs plain ST cosine, over N."""
-    setup()
-    from ..bench import BenchConfig, format_summary, run_bench
-
-    cfg = BenchConfig(model=model, teacher=teacher, sizes=_ints(sizes, "--sizes"),
-                      real_sentences=real, queries=queries, teacher_max=teacher_max,
-                      prefilters=_ints(prefilters, "--prefilters"), output=str(output),
-                      work_dir=str(work_dir) if work_dir else None, keep_stores=keep_stores,
-                      encode_sentences=encode_sentences, threads=threads, note=note, show_progress_bar=progress,
-                      backends=tuple(x.strip() for x in backends.split(",") if x.strip()))
-    record = run_bench(cfg)
-    typer.echo(format_summary(record))
+               threads=threads, reranker=load_reranker(rerank, student, rerank_top, device), rerank_top=rerank_top,
+               device=device)
 
 
 def register(app: App) -> None:
@@ -391,4 +374,3 @@ def register(app: App) -> None:
     app.command("search")(search)
     app.command("allpairs")(allpairs)
     app.command("serve")(serve)
-    app.command("bench")(bench)

@@ -16,6 +16,7 @@ from ..config import StudentConfig, TeacherConfig
 from .common import (
     App,
     DataDirOpt,
+    DeviceOpt,
     DevOpt,
     KindOpt,
     LabelsOpt,
@@ -173,6 +174,7 @@ def logits(
     ray_cpus: RayCpusOpt = 1.0,
     ray_gpus: RayGpusOpt = 0.0,
     progress: ProgressOpt = True,
+    device: DeviceOpt = "auto",
 ) -> None:
     """Compute the teacher's logits on every training pair once (resumable), and store them.
 
@@ -194,7 +196,8 @@ def logits(
                                     chunk_size=chunk_size, show_progress_bar=progress, address=ray,
                                     concurrency=ray_workers, num_cpus=ray_cpus, num_gpus=ray_gpus)
     else:
-        result = compute_teacher_logits(load_teacher(teacher, spec), train_ds, cache=cache, batch_size=batch_size,
+        result = compute_teacher_logits(load_teacher(teacher, spec, device=device), train_ds, cache=cache,
+                                        batch_size=batch_size,
                                         chunk_size=chunk_size, show_progress_bar=progress)
     result.save(output)
     typer.echo(f"{len(result.logits)} teacher logits -> {output}")

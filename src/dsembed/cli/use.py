@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from .common import App, DataDirOpt, ModelArg, ProgressOpt, SkipOpt, TaskArg, fail, load_student, setup
+from .common import App, DataDirOpt, DeviceOpt, ModelArg, ProgressOpt, SkipOpt, TaskArg, fail, load_student, setup
 from .export import BackendOpt, load_with_backend
 
 
@@ -64,6 +64,7 @@ def encode(
     normalize: Annotated[bool, typer.Option("--normalize/--no-normalize")] = False,
     progress: ProgressOpt = True,
     backend: BackendOpt = "torch",
+    device: DeviceOpt = "auto",
 ) -> None:
     """Encode sentences to a .npy matrix (one row per sentence, in input order)."""
     setup()
@@ -76,7 +77,7 @@ def encode(
     # the input is read and validated in full, and the output path must be writable as a file.
     sentences = read_sentences(input, column=column)
     _check_output(output)
-    student = load_with_backend(model, backend)
+    student = load_with_backend(model, backend, device)
     emb = student.encode(sentences, batch_size=batch_size, normalize_embeddings=normalize, show_progress_bar=progress)
     buf = io.BytesIO()
     np.save(buf, np.asarray(emb, dtype=np.float32))
@@ -103,12 +104,13 @@ def score(
     raw: Annotated[bool, typer.Option(help="print raw head logits instead of scores")] = False,
     progress: ProgressOpt = False,
     backend: BackendOpt = "torch",
+    device: DeviceOpt = "auto",
 ) -> None:
     """Score sentence pairs with the student's head (P(positive), a similarity value, or class probabilities)."""
     setup()
     from ..data import read_pairs
 
-    student = load_with_backend(model, backend)
+    student = load_with_backend(model, backend, device)
     if pairs is not None:
         items = read_pairs(pairs, student.task, require_labels=False).pairs()
     elif sentences and len(sentences) == 2:

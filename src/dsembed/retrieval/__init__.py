@@ -12,6 +12,7 @@ from ..student.head import HeadScorer
 from .allpairs import PairBlock, iter_all_pairs
 from .ann import PREFILTER_KINDS, AnnIndex, build_ann, fit_surrogate, has_ann, load_ann
 from .build import append_rows, build_store, create_store, discard_pending, ingest, write_manifest
+from .device import drop_device_cache
 from .manifest import StoreCorruptError
 from .rerank import DEFAULT_RERANK_TOP, PairScorer, TurnTakingScorer, check_reranker, rerank_hits
 from .scoring import resolve_label
@@ -22,6 +23,6 @@ from .verify import VerifyReport, verify_store
 __all__ = ["DEFAULT_RERANK_TOP", "PREFILTER_KINDS", "AnnIndex", "CandidateStore", "HeadScorer", "Hit", "PairBlock",
            "PairScorer", "RankTimings", "StoreCorruptError", "TurnTakingScorer", "VerifyReport", "ann_recall",
            "append_rows", "build_ann", "build_store", "check_reranker", "create_store", "discard_pending",
-           "fit_surrogate", "has_ann", "ingest", "iter_all_pairs", "load_ann", "model_fingerprint", "open_store",
-           "rank", "rerank_hits", "rescore", "resolve_label", "scan_topk", "screen_rows", "sentences_fingerprint",
-           "verify_store", "write_manifest"]
+           "drop_device_cache", "fit_surrogate", "has_ann", "ingest", "iter_all_pairs", "load_ann",
+           "model_fingerprint", "open_store", "rank", "rerank_hits", "rescore", "resolve_label", "scan_topk",
+           "screen_rows", "sentences_fingerprint", "verify_store", "write_manifest"]

@@ -12,6 +12,7 @@ from tqdm.auto import tqdm
 
 from ..errors import ConfigError
 from ..student.head import HeadScorer
+from ..utils import resolve_device
 from .scoring import key_to_score, ranking_key, resolve_label, scorer_for
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -31,20 +32,22 @@ class PairBlock:
 
 def _tile_scores(scorer: HeadScorer, emb: np.ndarray, proj: np.ndarray, rows_q: slice, rows_c: slice, kind: str,
                  label: int, precision: str) -> np.ndarray:
-    """User-facing scores ``s(i, j)`` of the rows ``rows_q`` (first sentence) against ``rows_c``."""
-    logits = scorer.block_logits(torch.from_numpy(emb[rows_q]), torch.from_numpy(emb[rows_c]),
-                                 torch.from_numpy(proj[rows_c]), precision)
-    return key_to_score(ranking_key(logits, kind, label).numpy().astype(np.float64), kind)
+    """User-facing scores ``s(i, j)`` of rows ``rows_q`` (first sentence) against ``rows_c``, on the scorer's device."""
+    on = scorer.device
+    logits = scorer.block_logits(torch.from_numpy(emb[rows_q]).to(on), torch.from_numpy(emb[rows_c]).to(on),
+                                 torch.from_numpy(proj[rows_c]).to(on), precision)
+    return key_to_score(ranking_key(logits, kind, label).cpu().numpy().astype(np.float64), kind)
 
 
 def iter_all_pairs(model: DSEModel, sentences: Sequence[str] | np.ndarray, *, threshold: float,
                    symmetrize: str = "mean", tile: int = 512, label: int | str | None = None,
                    precision: str = "fp32", batch_size: int = 32,
-                   show_progress_bar: bool = False) -> Iterator[PairBlock]:
+                   show_progress_bar: bool = False, device: str | torch.device | None = None) -> Iterator[PairBlock]:
     """Head scores of every pair in a set, tile by tile in bounded memory; yields the pairs ``>= threshold``.
 
     The head is not symmetric, so ``symmetrize`` combines ``s(i, j)`` and ``s(j, i)`` (``mean``, ``max``,
     ``min``) into one score per unordered pair ``i < j``; ``none`` yields ordered pairs ``i != j``.
+    ``device``: where the head scores the tiles (default the CPU); the embeddings stay in host memory.
     """
     if symmetrize not in SYMMETRIZE:
         raise ConfigError(f"symmetrize must be mean, max, min or none, got {symmetrize!r}")
@@ -57,6 +60,7 @@ def iter_all_pairs(model: DSEModel, sentences: Sequence[str] | np.ndarray, *, th
     lab = resolve_label(model.task, label)
     scorer = scorer_for(model)
     proj = scorer.candidate_proj(emb)
+    scorer = scorer.to(resolve_device(device or "cpu"))
     n = len(emb)
     starts = list(range(0, n, tile))
     pairs = [(a, b) for ai, a in enumerate(starts) for b in starts[ai:]]

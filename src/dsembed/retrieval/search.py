@@ -12,7 +12,7 @@ import math
 import os
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +24,9 @@ from tqdm.auto import tqdm
 from ..artifacts import STORE_COPIES, STORE_EMBEDDINGS, STORE_PROJECTION, STORE_PROJECTION_BF16
 from ..errors import ConfigError, StoreError
 from ..student.head import PRECISIONS, HeadScorer
+from ..utils import resolve_device
 from .ann import AnnIndex, has_ann, load_ann
+from .device import DEVICE_BLOCK_ROWS, device_blocks
 from .manifest import damaged
 from .rerank import PairScorer, check_reranker, depth, rerank_hits
 from .scoring import key_to_score, ranking_key, resolve_label, scorer_for
@@ -106,43 +108,75 @@ def _check_finite(store: CandidateStore, key: Tensor, rows: np.ndarray | int, co
 
 
 def _merge_topk(best_key: Tensor, best_idx: Tensor, key: Tensor, offset: int, k: int) -> tuple[Tensor, Tensor]:
-    idx = torch.arange(offset, offset + key.shape[1]).expand(key.shape[0], -1)
+    idx = torch.arange(offset, offset + key.shape[1], device=key.device).expand(key.shape[0], -1)
     all_key = torch.cat([best_key, key], dim=1)
     all_idx = torch.cat([best_idx, idx], dim=1)
     top = torch.topk(all_key, min(k, all_key.shape[1]), dim=1)
     return top.values, torch.gather(all_idx, 1, top.indices)
 
 
+def _block_loader(store: CandidateStore, precision: str, copy: str | None) -> Any:
+    """``(lo, hi) -> (v, cand_proj)`` as the scan multiplies them: memory-map views (fp32) or bf16 tensors."""
+    def load(lo: int, hi: int) -> tuple[Any, Any]:
+        if precision == "bf16":
+            v = store.copy_block(copy, lo, hi) if copy is not None else \
+                torch.from_numpy(store.embeddings(lo, hi)).to(torch.bfloat16)
+            return v, store.cand_proj_bf16(lo, hi)
+        return store.embeddings(lo, hi), store.cand_proj(lo, hi)
+
+    return load
+
+
+def _blocks(store: CandidateStore, precision: str, copy: str | None, block_rows: int,
+            device: torch.device) -> Iterator[tuple[int, tuple[Tensor, ...]]]:
+    """``(lo, (v, cand_proj))`` per block: the memory maps themselves on the CPU, streamed copies on a GPU."""
+    load = _block_loader(store, precision, copy)
+    if device.type == "cpu":
+        for lo in range(0, store.count, block_rows):
+            v, proj = load(lo, min(lo + block_rows, store.count))
+            yield lo, (torch.from_numpy(v) if isinstance(v, np.ndarray) else v,
+                       torch.from_numpy(proj) if isinstance(proj, np.ndarray) else proj)
+        return
+    row_bytes = (store.dim + store.hidden) * (2 if precision == "bf16" else 4)
+    key = (str(store.path), precision if precision == "fp32" else f"bf16:{copy}")
+    yield from device_blocks(key, load, store.count, max(block_rows, DEVICE_BLOCK_ROWS), row_bytes, device)
+
+
 def scan_topk(scorer: HeadScorer, store: CandidateStore, u: np.ndarray, k: int, *, kind: str, label: int = 0,
               precision: str = "fp32", block_rows: int = 4096, copy: str | None = None,
-              show_progress_bar: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Top-``k`` rows by head score for each query over the whole store, blockwise (bounded memory)."""
-    ut = torch.from_numpy(np.ascontiguousarray(u, dtype=np.float32))
+              show_progress_bar: bool = False,
+              device: str | torch.device | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Top-``k`` rows by head score for each query over the whole store, blockwise (bounded memory).
+
+    ``device``: where the head runs (default the CPU). On a GPU the store's blocks are streamed to it, at least
+    :data:`~.device.DEVICE_BLOCK_ROWS` rows at a time, and kept there when they fit (see :mod:`.device`).
+    """
+    device = torch.device(device or "cpu")
+    scorer = scorer.to(device)
+    ut = torch.from_numpy(np.ascontiguousarray(u, dtype=np.float32)).to(device)
     queries = ut.shape[0]
-    best_key = torch.full((queries, 0), -math.inf)
-    best_idx = torch.zeros((queries, 0), dtype=torch.long)
-    n = store.count
+    best_key = torch.full((queries, 0), -math.inf, device=device)
+    best_idx = torch.zeros((queries, 0), dtype=torch.long, device=device)
     if precision == "bf16" and copy is None:
         copy = next((c for c in ("bfloat16", "float16", "int8") if c in store.copies), None)
+    total = math.ceil(store.count / (block_rows if device.type == "cpu" else max(block_rows, DEVICE_BLOCK_ROWS)))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        for lo in tqdm(range(0, n, block_rows), desc="scan", unit="block", disable=not show_progress_bar):
-            hi = min(lo + block_rows, n)
-            if precision == "bf16":
-                proj = store.cand_proj_bf16(lo, hi)
-                v = store.copy_block(copy, lo, hi) if copy is not None else \
-                    torch.from_numpy(store.embeddings(lo, hi)).to(torch.bfloat16)
-            else:
-                proj = torch.from_numpy(store.cand_proj(lo, hi))
-                v = torch.from_numpy(store.embeddings(lo, hi))
+        for lo, (v, proj) in tqdm(_blocks(store, precision, copy, block_rows, device), total=total, desc="scan",
+                                  unit="block", disable=not show_progress_bar):
             key = ranking_key(scorer.block_logits(ut, v, proj, precision), kind, label)
             _check_finite(store, key, lo, copy if precision == "bf16" else None)
             best_key, best_idx = _merge_topk(best_key, best_idx, key, lo, k)
-    return best_key.numpy(), best_idx.numpy()
+    return best_key.cpu().numpy(), best_idx.cpu().numpy()
+
+
+def _on(device: torch.device, *arrays: np.ndarray) -> list[Tensor]:
+    """Host rows as tensors on ``device`` (no copy on the CPU)."""
+    return [torch.from_numpy(np.ascontiguousarray(a)).to(device) for a in arrays]
 
 
 def rescore(scorer: HeadScorer, store: CandidateStore, u: np.ndarray, rows: np.ndarray, k: int, *, kind: str,
-            label: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            label: int = 0, device: str | torch.device | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Exact fp32 head scores of candidate ``rows [Q, M]`` (-1 = none) for each query; keep the top ``k``.
 
     Returns (keys, rows, logits) each ``[Q, k']`` sorted by score, ``k' = min(k, M)``; missing rows get -inf.
@@ -152,37 +186,38 @@ def rescore(scorer: HeadScorer, store: CandidateStore, u: np.ndarray, rows: np.n
     keys = np.full((queries, kk), -np.inf, dtype=np.float32)
     out_rows = np.full((queries, kk), -1, dtype=np.int64)
     out_logits = np.zeros((queries, kk, scorer.outputs), dtype=np.float32)
+    device = torch.device(device or "cpu")
+    scorer = scorer.to(device)
     for q in range(queries):
         valid = rows[q][rows[q] >= 0]
         valid = np.unique(valid)
         if not len(valid):
             continue
-        emb, proj = store.rows(valid)
-        logits = scorer.block_logits(torch.from_numpy(u[q:q + 1]), torch.from_numpy(emb), torch.from_numpy(proj))[0]
+        logits = scorer.block_logits(*_on(device, u[q:q + 1], *store.rows(valid)))[0]
         key = ranking_key(logits, kind, label)
         _check_finite(store, key[None, :], valid)
         top = torch.topk(key, min(kk, len(valid)))
         n_top = len(top.indices)
-        keys[q, :n_top] = top.values.numpy()
-        out_rows[q, :n_top] = valid[top.indices.numpy()]
-        out_logits[q, :n_top] = logits[top.indices].numpy()
+        keys[q, :n_top] = top.values.cpu().numpy()
+        out_rows[q, :n_top] = valid[top.indices.cpu().numpy()]
+        out_logits[q, :n_top] = logits[top.indices].cpu().numpy()
     return keys, out_rows, out_logits
 
 
 def screen_rows(scorer: HeadScorer, store: CandidateStore, u: np.ndarray, rows: np.ndarray, k: int, *, kind: str,
-                label: int = 0) -> np.ndarray:
+                label: int = 0, device: str | torch.device | None = None) -> np.ndarray:
     """The ``k`` best of candidate ``rows [Q, M]`` by a bf16 head pass (for a cheaper exact rescoring after)."""
     out = np.full((len(u), k), -1, dtype=np.int64)
+    device = torch.device(device or "cpu")
+    scorer = scorer.to(device)
     for q in range(len(u)):
         valid = np.unique(rows[q][rows[q] >= 0])
         if not len(valid):
             continue
-        emb, proj = store.rows(valid)
-        logits = scorer.block_logits(torch.from_numpy(u[q:q + 1]), torch.from_numpy(emb), torch.from_numpy(proj),
-                                     "bf16")[0]
+        logits = scorer.block_logits(*_on(device, u[q:q + 1], *store.rows(valid)), "bf16")[0]
         key = ranking_key(logits, kind, label)
         _check_finite(store, key[None, :], valid)
-        top = torch.topk(key, min(k, len(valid))).indices.numpy()
+        top = torch.topk(key, min(k, len(valid))).indices.cpu().numpy()
         out[q, :len(top)] = valid[top]
     return out
 
@@ -196,20 +231,20 @@ def _check_options(top_k: int, precision: str, block_rows: int, batch_size: int)
         raise ConfigError(f"block_rows and batch_size must be >= 1, got {block_rows} and {batch_size}")
 
 
-def _winner_logits(scorer: HeadScorer, store: CandidateStore, u: np.ndarray, rows: np.ndarray) -> np.ndarray:
+def _winner_logits(scorer: HeadScorer, store: CandidateStore, u: np.ndarray, rows: np.ndarray,
+                   device: torch.device) -> np.ndarray:
     """fp32 logits of each query's winning rows (cheap: k rows per query)."""
     logits = np.zeros((*rows.shape, scorer.outputs), dtype=np.float32)
+    scorer = scorer.to(device)
     for q in range(len(u)):
-        emb, proj = store.rows(rows[q])
-        logits[q] = scorer.block_logits(torch.from_numpy(u[q:q + 1]), torch.from_numpy(emb),
-                                        torch.from_numpy(proj))[0].numpy()
+        logits[q] = scorer.block_logits(*_on(device, u[q:q + 1], *store.rows(rows[q])))[0].cpu().numpy()
     return logits
 
 
 def _ranked(scorer: HeadScorer, store: CandidateStore, u: np.ndarray, top_k: int, *, kind: str, label: int,
             prefilter: int | None, prefilter_kind: str, nprobe: int | None, precision: str,
             shortlist: int | None, block_rows: int, ann: AnnIndex | None,
-            timings: RankTimings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            timings: RankTimings, device: torch.device) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(keys, rows, logits) of each query's top ``k`` by the route :func:`rank` describes; records timings."""
     t1 = time.perf_counter()
     short = shortlist or max(4 * top_k, 64)
@@ -221,19 +256,20 @@ def _ranked(scorer: HeadScorer, store: CandidateStore, u: np.ndarray, top_k: int
         t2 = time.perf_counter()
         timings.prefilter += t2 - t1
         if precision == "bf16" and prefilter > short:
-            cand = screen_rows(scorer, store, u, cand, short, kind=kind, label=label)
-        keys, rows, logits = rescore(scorer, store, u, cand, top_k, kind=kind, label=label)
+            cand = screen_rows(scorer, store, u, cand, short, kind=kind, label=label, device=device)
+        keys, rows, logits = rescore(scorer, store, u, cand, top_k, kind=kind, label=label, device=device)
     elif precision == "bf16":
-        _, cand = scan_topk(scorer, store, u, short, kind=kind, label=label, precision="bf16", block_rows=block_rows)
+        _, cand = scan_topk(scorer, store, u, short, kind=kind, label=label, precision="bf16", block_rows=block_rows,
+                            device=device)
         t2 = time.perf_counter()
         timings.scan += t2 - t1
-        keys, rows, logits = rescore(scorer, store, u, cand, top_k, kind=kind, label=label)
+        keys, rows, logits = rescore(scorer, store, u, cand, top_k, kind=kind, label=label, device=device)
     else:
         keys, rows = scan_topk(scorer, store, u, top_k, kind=kind, label=label, precision="fp32",
-                               block_rows=block_rows)
+                               block_rows=block_rows, device=device)
         t2 = time.perf_counter()
         timings.scan += t2 - t1
-        logits = _winner_logits(scorer, store, u, rows)
+        logits = _winner_logits(scorer, store, u, rows, device)
     timings.rescore += time.perf_counter() - t2
     return keys, rows, logits
 
@@ -273,7 +309,7 @@ def rank(model: DSEModel, query: str | Sequence[str] | np.ndarray, store: Candid
          label: int | str | None = None, shortlist: int | None = None, block_rows: int = 4096,
          batch_size: int = 32, timings: RankTimings | None = None,
          ann: AnnIndex | None = None, reranker: PairScorer | None = None, rerank_top: int | None = None,
-         rerank_batch_size: int = 64) -> list[Hit] | list[list[Hit]]:
+         rerank_batch_size: int = 64, device: str | torch.device | None = None) -> list[Hit] | list[list[Hit]]:
     """Rank every candidate of ``store`` against ``query`` with the trained head (not cosine).
 
     ``query``: one sentence (returns a list of hits), a list of sentences or an embedding matrix (returns
@@ -290,8 +326,13 @@ def rank(model: DSEModel, query: str | Sequence[str] | np.ndarray, store: Candid
     ``predict_logits``) that re-scores the head's top ``max(rerank_top, top_k)`` per query (``rerank_top``
     default 50) in batches of ``rerank_batch_size`` pairs; the ``top_k`` returned are in its order, each hit
     carrying both scores. Needs query texts, not embeddings.
+
+    ``device``: where the head scores (``auto``, ``cpu``, ``cuda``, ``cuda:N``; default the CPU, exactly as
+    before). On a GPU the queries, the head and the store's blocks go to it (:mod:`.device`); a FAISS
+    prefilter still searches on the CPU and only its candidates' rows are moved.
     """
     timings = timings if timings is not None else RankTimings()
+    device = resolve_device(device or "cpu")
     store = open_store(store, model)
     store.require_complete()
     _check_options(top_k, precision, block_rows, batch_size)
@@ -311,7 +352,8 @@ def rank(model: DSEModel, query: str | Sequence[str] | np.ndarray, store: Candid
         return [] if single else [[] for _ in range(len(u))]
     keys, rows, logits = _ranked(scorer, store, u, top_k, kind=kind, label=lab, prefilter=prefilter,
                                  prefilter_kind=prefilter_kind, nprobe=nprobe, precision=precision,
-                                 shortlist=shortlist, block_rows=block_rows, ann=ann, timings=timings)
+                                 shortlist=shortlist, block_rows=block_rows, ann=ann, timings=timings,
+                                 device=device)
     t3 = time.perf_counter()
     results = _hits(store, keys, rows, logits, kind)
     timings.fetch += time.perf_counter() - t3

@@ -14,6 +14,8 @@ approximation (the tests compare :class:`HeadScorer` against :meth:`DSEModel.hea
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 from torch import Tensor, nn
@@ -64,6 +66,30 @@ class HeadScorer:
         self.out_b = head.out.bias.detach().float().cpu().clone()
         self.outputs = self.out_w_t.shape[1]
         self.w4n_t_bf16 = self.w4n_t.to(torch.bfloat16)
+        self._moved: dict[torch.device, HeadScorer] = {}
+
+    @property
+    def device(self) -> torch.device:
+        return self.q_lin_t.device
+
+    def to(self, device: str | torch.device | None) -> HeadScorer:
+        """This scorer with every weight on ``device`` (itself for the CPU or None), made once per device.
+
+        The scan then runs where the weights are: queries and candidate blocks are moved to them.
+        """
+        device = torch.device(device or "cpu")
+        if device.type == "cuda" and device.index is None:
+            device = torch.device("cuda", torch.cuda.current_device())
+        if device == self.device:
+            return self
+        if device not in self._moved:
+            moved = copy.copy(self)
+            for name, value in vars(self).items():
+                if isinstance(value, Tensor):
+                    setattr(moved, name, value.to(device))
+            moved._moved = {}
+            self._moved[device] = moved
+        return self._moved[device]
 
     # -- precomputation ----------------------------------------------------------------------------
     @torch.inference_mode()
@@ -82,7 +108,7 @@ class HeadScorer:
         :func:`dsembed.retrieval.rank`.
         """
         u = u.float()
-        out = torch.empty(u.shape[0], v.shape[0], self.outputs)
+        out = torch.empty(u.shape[0], v.shape[0], self.outputs, device=u.device)
         a = u @ self.q_lin_t
         if precision == "fp32":
             self._block_fp32(u, a, v.float(), cand_proj.float(), out)

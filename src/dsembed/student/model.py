@@ -24,7 +24,7 @@ from ..artifacts import HF_CONFIG, ONNX_INFO, POOLING_CODE, ST_MODULES, STUDENT_
 from ..config import POOLINGS
 from ..errors import ConfigError, InputNotFoundError, UnsafeModelError
 from ..tasks import TaskSpec
-from ..utils import atomic_dir, default_device, sha256_bytes
+from ..utils import atomic_dir, default_device, resolve_device, sha256_bytes
 from .card import update_model_card
 from .head import PairHead
 from .loss import DSELoss, logits_to_scores
@@ -118,13 +118,16 @@ class DSEModel(nn.Module):
              backend: str = "torch", quantized: bool = False, intra_op_num_threads: int | None = None) -> DSEModel:
         """Load a student saved by :meth:`save` (safetensors only).
 
-        ``backend="onnx"`` runs the student's ONNX export (``dsembed export``) in onnxruntime instead: the
-        int8 graph with ``quantized=True``, on ``intra_op_num_threads`` threads (default: torch's count).
+        ``device``: ``auto`` or None (a GPU if there is one), ``cpu``, ``cuda``, ``cuda:N``; a GPU this machine
+        lacks is a one-line :class:`~dsembed.errors.ConfigError`. ``backend="onnx"`` runs the student's ONNX export
+        (``dsembed export``) in onnxruntime instead: the int8 graph with ``quantized=True``, on
+        ``intra_op_num_threads`` threads (default: torch's count).
         """
         if backend == "onnx":
             from .onnx_backend import load_onnx_student
 
             return load_onnx_student(path, device, quantized=quantized, intra_op_num_threads=intra_op_num_threads)
+        device = str(resolve_device(device))  # before any file is read: a missing GPU is the first thing said
         _check_torch_backend(Path(path), backend, quantized)
         path = Path(path)
         config_path = path / STUDENT_CONFIG
@@ -132,7 +135,7 @@ class DSEModel(nn.Module):
             raise InputNotFoundError(f"{path} is not a dsembed student: {STUDENT_CONFIG} is missing")
         config = DSEConfig(**json.loads(config_path.read_text()))
         needs_code = _check_folder_code(path, trust_remote_code)
-        encoder = SentenceTransformer(str(path), device=device or default_device(),
+        encoder = SentenceTransformer(str(path), device=device,
                                       trust_remote_code=needs_code or trust_remote_code, local_files_only=True)
         task = _task_from_dict(config.task)
         head = PairHead(config.embedding_dim, config.head_hidden, task.student_outputs, config.head_dropout)

@@ -95,7 +95,7 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def make_session(path: Path, threads: int | None = None) -> Any:
+def make_session(path: Path, threads: int | None = None, providers: list[Any] | None = None) -> Any:
     """A CPU onnxruntime session on ``threads`` intra-op threads (default: torch's thread count)."""
     ort = _ort()
     options = ort.SessionOptions()
@@ -104,7 +104,7 @@ def make_session(path: Path, threads: int | None = None) -> Any:
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     try:
-        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(str(path), options, providers=providers or ["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own (untyped) errors for a missing or damaged graph
         raise CorruptFileError(f"{path}: onnxruntime cannot load this graph ({str(exc).splitlines()[0]})") from exc
 
@@ -114,13 +114,14 @@ class OnnxEncoder:
 
     device = torch.device("cpu")
 
-    def __init__(self, folder: Path, info: dict[str, Any], variant: str, threads: int | None = None) -> None:
+    def __init__(self, folder: Path, info: dict[str, Any], variant: str, threads: int | None = None,
+                 providers: list[Any] | None = None) -> None:
         from transformers import AutoTokenizer
 
         self.folder = folder
         self.variant = variant
         self.graph = info["encoder"][variant]
-        self.session = make_session(folder / self.graph["file"], threads)
+        self.session = make_session(folder / self.graph["file"], threads, providers)
         self.tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
         self.max_seq_length: int | None = info["max_seq_length"]
         self.input_names = tuple(info["inputs"])
@@ -213,11 +214,28 @@ def _rows(x: np.ndarray | Tensor) -> np.ndarray:
     return arr[None, :] if arr.ndim == 1 else arr
 
 
+def onnx_providers(device: str | None) -> list[Any]:
+    """onnxruntime's providers for a ``--device``: the CPU's, or CUDA's where this onnxruntime has it.
+
+    ``None`` and ``auto`` keep the CPU (the export's parity was checked there); a GPU named outright needs
+    onnxruntime-gpu, so a plain onnxruntime asked for one is a one-line error rather than a silent CPU run.
+    """
+    from ..utils import resolve_device
+
+    if device is None or str(device).strip().lower() == "auto" or resolve_device(device).type == "cpu":
+        return ["CPUExecutionProvider"]
+    target = resolve_device(device)
+    if "CUDAExecutionProvider" not in _ort().get_available_providers():
+        raise ConfigError(f"the onnx backend runs on {device!r} only with onnxruntime's CUDA provider "
+                          "(pip install onnxruntime-gpu); this onnxruntime has "
+                          f"{', '.join(_ort().get_available_providers())}: use --device cpu or --backend torch")
+    return [("CUDAExecutionProvider", {"device_id": target.index or 0}), "CPUExecutionProvider"]
+
+
 def load_onnx_student(path: str | Path, device: str | None = None, quantized: bool = False,
                       intra_op_num_threads: int | None = None) -> OnnxDSEModel:
     """The student exported to ``path`` (an export folder, or a student folder with ``onnx/`` inside)."""
-    if device not in (None, "cpu"):
-        raise ConfigError(f"the onnx backend runs on the CPU (onnxruntime's CPU provider), not {device!r}")
+    providers = onnx_providers(device)
     folder = resolve_export(path)
     info = read_info(folder)
     variant = "int8" if quantized else "fp32"
@@ -229,8 +247,8 @@ def load_onnx_student(path: str | Path, device: str | None = None, quantized: bo
     task = _task_from_dict(config.task)
     head = PairHead(config.embedding_dim, config.head_hidden, task.student_outputs, config.head_dropout)
     head.load_state_dict(load_file(str(folder / STUDENT_HEAD)))
-    encoder = OnnxEncoder(folder, info, variant, intra_op_num_threads)
-    head_session = make_session(folder / info["head"]["file"], intra_op_num_threads)
+    encoder = OnnxEncoder(folder, info, variant, intra_op_num_threads, providers)
+    head_session = make_session(folder / info["head"]["file"], intra_op_num_threads, providers)
     return OnnxDSEModel(encoder, head, head_session, config)
 
 

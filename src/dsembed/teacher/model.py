@@ -18,7 +18,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from ..artifacts import TEACHER_INFO
 from ..errors import ConfigError
 from ..tasks import TaskSpec
-from ..utils import default_device, folder_fingerprint
+from ..utils import folder_fingerprint, resolve_device
 
 
 class _PairScorer:
@@ -46,9 +46,9 @@ class Teacher(_PairScorer):
                  device: str | None = None) -> None:
         from ..bases import load_pretrained, resolve_model_path
 
+        self.device = str(resolve_device(device))  # None/auto: a GPU if there is one; cuda without one: one line
         self.path = resolve_model_path(str(model_name_or_path))
         self.task = task
-        self.device = device or default_device()
         self.tokenizer = load_pretrained(AutoTokenizer, self.path, "teacher tokenizer")
         self.model = load_pretrained(AutoModelForSequenceClassification, self.path, "cross-encoder teacher")
         self.model = self.model.to(self.device).eval()
