@@ -10,7 +10,7 @@ rm -rf "$out"
 start=$(date +%s)
 bundle=results/teachers/mrpc-mpnet-cpu-s42
 dsembed pipeline mrpc --profile quick --max-train-pairs 500 --seeds 42,43,44 \
-  --teacher-logits "$bundle" --mined "$bundle/mined" --no-plain-dse --output-dir "$out" --no-progress
+  --teacher-logits "$bundle" --mined "$bundle/mined" --no-plain-dse --jobs 2 --output-dir "$out" --no-progress
 end=$(date +%s)
 mkdir -p results/main_job/mrpc
 python - "$out/record.json" "$((end - start))" <<'PY'

@@ -412,7 +412,9 @@ def reliability_section() -> list[str]:
 
 
 def _mean_std(values: dict[str, Any] | None) -> str:
-    return "–" if values is None else f"{values['mean']:.2f} ± {values['std']:.2f}"
+    if values is None:
+        return "–"
+    return f"{values['mean']:.2f} (once)" if values["n"] == 1 else f"{values['mean']:.2f} ± {values['std']:.2f}"
 
 
 def seed_summary_section() -> list[str]:

@@ -24,7 +24,7 @@ _PUBLIC = {
     "write_logits_bundle": "teacher", "load_logits_bundles": "teacher",
     # student
     "DSEModel": "student", "distill": "student", "DistillationTrainer": "student", "MinedRows": "student",
-    "load_mined_rows": "student",
+    "load_mined_rows": "augment",
     # evaluation
     "compute_metrics": "evaluation", "evaluate_student": "evaluation", "evaluate_sts_file": "evaluation",
     # retrieval

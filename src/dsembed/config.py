@@ -155,6 +155,7 @@ class PipelineConfig:
     # students of one run can train in two processes side by side; a later full run reuses both
     only_student: str | None = None
     plot: bool = True
+    cosine_baseline: bool = True  # the untouched encoder + cosine row (a multi-seed job computes it once)
     show_progress_bar: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 

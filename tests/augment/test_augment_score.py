@@ -169,8 +169,8 @@ def test_scoring_killed_with_sigkill_resumes_where_it_stopped(mined: MinedPairs,
 
 
 def test_the_student_side_reads_the_bundle(mined: MinedPairs, tmp_path: Path) -> None:
-    """``distill --mined`` reads bundles with ``dsembed.student.load_mined_rows``: same rows, logits, strategies."""
-    from dsembed.student import load_mined_rows
+    """``distill --mined`` reads bundles with ``dsembed.augment.load_mined_rows``: same rows, logits, strategies."""
+    from dsembed.augment import load_mined_rows
 
     scored = score_mined(HashTeacher(MRPC), mined, cache=tmp_path / "store")
     rows = load_mined_rows(write_mined_bundle(scored, tmp_path / "bundle"), MRPC)

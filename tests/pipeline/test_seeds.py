@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import statistics
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -51,9 +52,19 @@ def test_run_seeds_records_means_spread_and_paired_differences(tiny_base: str, t
     assert "mean ± sample std over seeds 3, 4" in table and "minus label-only" in table
     assert f"{statistics.fmean(dse):.2f} ± {statistics.stdev(dse):.2f}" in table
 
+    # the cosine row has no seed: computed once, in the first seed's run
+    assert "pretrained_cosine" in per_seed[0]["results"] and "pretrained_cosine" not in per_seed[1]["results"]
+    assert summary["results"]["pretrained_cosine"][main]["n"] == 1 and "(once)" in table
+
     # a second call reuses every finished seed: nothing retrains
     again = run_seeds(cfg, [3, 4])
     assert all(r["stages"]["dse_student"]["source"] == "reused" for r in again["per_seed"])
+
+    # jobs=2: worker processes train each seed's two students side by side; the run then only evaluates
+    side = run_seeds(replace(cfg, output_dir=str(tmp_path / "side")), [3, 4], jobs=2)
+    for record in side["per_seed"]:
+        assert {record["stages"][n]["source"] for n in ("dse_student", "label_only_student")} == {"reused"}
+    assert (tmp_path / "side" / "seed-4" / "label_only_student" / "model").is_dir()
 
 
 def test_run_seeds_needs_two_seeds_and_one_line_cli_errors(tmp_path: Path) -> None:

@@ -7,14 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from safetensors.numpy import save_file
 from typer.testing import CliRunner
 
 from conftest import MAX_LEN, MRPC, synthetic_pairs
+from dsembed.augment import ScoredPairs, load_mined_rows, write_mined_bundle
 from dsembed.cli import app
 from dsembed.data import PairDataset
 from dsembed.errors import DsembedError
-from dsembed.student import load_mined_rows
 from dsembed.teacher.logits import TeacherLogits
 
 runner = CliRunner()
@@ -23,19 +22,22 @@ OWN = ("--kind", "binary", "--labels", "0,1")
 
 def write_bundle(folder: Path, n: int = 20, *, task: str = "own", num_labels: int = 2, n_pairs: int | None = None,
                  logits: np.ndarray | None = None) -> Path:
-    """A bundle as the augment stage writes it: pairs.jsonl, logits.safetensors, bundle.json."""
-    folder.mkdir(parents=True, exist_ok=True)
+    """A bundle written by the augment stage's own writer (``n_pairs``/``logits`` rows damage it afterwards)."""
     pairs = synthetic_pairs(MRPC, n, seed=7)
+    pairs = PairDataset(pairs.sentence1, pairs.sentence2, None)
     strategies = ["bm25" if i % 3 else "random" for i in range(n)]
-    with (folder / "pairs.jsonl").open("w", encoding="utf-8") as f:
-        for a, b, s in zip(pairs.sentence1, pairs.sentence2, strategies, strict=True):
-            f.write(json.dumps({"sentence1": a, "sentence2": b, "strategy": s}) + "\n")
     if logits is None:
         logits = np.random.default_rng(0).normal(size=(n, num_labels)).astype(np.float32)
-    save_file({"logits": logits}, str(folder / "logits.safetensors"))
-    info = {"teacher": "hash-teacher", "task": task, "num_labels": num_labels, "n_pairs": n if n_pairs is None
-            else n_pairs}
-    (folder / "bundle.json").write_text(json.dumps(info), encoding="utf-8")
+    rows = len(logits)
+    written = logits if rows == n else np.zeros((n, logits.shape[1]), np.float32)
+    write_mined_bundle(ScoredPairs(pairs, strategies, written, "hash-teacher", {}, "hash-teacher", task), folder)
+    if rows != n:  # a logits file that lost rows: same pairs file, other logits
+        part = pairs.select(range(rows))
+        TeacherLogits(logits, part.pair_hashes(), "hash-teacher", part.fingerprint(), task).save(
+            folder / "logits.safetensors")
+    if n_pairs is not None:
+        info = json.loads((folder / "bundle.json").read_text())
+        (folder / "bundle.json").write_text(json.dumps({**info, "pair_hashes": info["pair_hashes"][:n_pairs]}))
     return folder
 
 
@@ -80,11 +82,11 @@ def test_distill_with_a_mined_bundle_end_to_end(tiny_base: str, mrpc_train: Pair
 
 
 @pytest.mark.parametrize(("change", "message"), [
-    ({"n_pairs": 19}, "row counts disagree (bundle.json n_pairs 19, pairs.jsonl 20, logits.safetensors 20)"),
-    ({"num_labels": 3, "logits": np.zeros((20, 3), np.float32)}, "num_labels 3 but task 'own' has 2"),
+    ({"n_pairs": 19}, "bundle.json and logits.safetensors list different pairs"),
+    ({"num_labels": 3, "logits": np.zeros((20, 3), np.float32)}, "carry 3 teacher logits per pair, task 'own' has 2"),
     ({"task": "stsb"}, "mined for task 'stsb', not 'own'"),
     ({"logits": np.full((20, 2), np.inf, np.float32)}, "teacher logits of row 0 are not finite"),
-    ({"logits": np.zeros((18, 2), np.float32)}, "row counts disagree"),
+    ({"logits": np.zeros((18, 2), np.float32)}, "list different pairs"),
 ])
 def test_a_bad_bundle_is_one_line(change: dict, message: str, tiny_base: str, mrpc_train: PairDataset,
                                   tmp_path: Path) -> None:
@@ -108,8 +110,8 @@ def test_the_bundle_reader_names_file_and_line(tmp_path: Path) -> None:
     lines = (bundle / "pairs.jsonl").read_text().splitlines()
     lines[4] = json.dumps({"sentence1": "a", "sentence2": "b"})
     (bundle / "pairs.jsonl").write_text("\n".join(lines) + "\n")
-    with pytest.raises(DsembedError, match=r"pairs.jsonl:5: missing or empty 'strategy'"):
+    with pytest.raises(DsembedError, match=r"pairs.jsonl:5: missing key 'strategy'"):
         load_mined_rows(bundle, own)
     (bundle / "logits.safetensors").unlink()
-    with pytest.raises(DsembedError, match="logits.safetensors is missing"):
+    with pytest.raises(DsembedError, match=r"not a mined-pairs bundle \(logits.safetensors is missing\)"):
         load_mined_rows(bundle, own)

@@ -8,8 +8,16 @@ out the teacher-score distribution of what is kept.
 from .balance import balance_by_bands
 from .mine import MinedPairs, mine_pairs
 from .pool import read_sentence_pool
-from .score import ScoredPairs, load_mined_bundle, score_mined, unscored_pairs, write_mined_bundle
+from .score import (
+    ScoredPairs,
+    load_mined_bundle,
+    load_mined_rows,
+    score_mined,
+    unscored_pairs,
+    write_mined_bundle,
+)
 from .strategies import STRATEGIES
 
-__all__ = ["STRATEGIES", "MinedPairs", "ScoredPairs", "balance_by_bands", "load_mined_bundle", "mine_pairs",
+__all__ = ["STRATEGIES", "MinedPairs", "ScoredPairs", "balance_by_bands", "load_mined_bundle", "load_mined_rows",
+           "mine_pairs",
            "read_sentence_pool", "score_mined", "unscored_pairs", "write_mined_bundle"]

@@ -24,6 +24,8 @@ from ..artifacts import LOGITS_FILE, MINED_INFO, MINED_LOGITS, MINED_LOGITS_SUBD
 from ..bases import cache_dir
 from ..data import PairDataset
 from ..errors import ConfigError, CorruptFileError, InputNotFoundError, StaleLogitsError
+from ..student import MinedRows
+from ..tasks import TaskSpec
 from ..teacher import TeacherLogits, compute_teacher_logits
 from ..utils import atomic_dir, atomic_write_json
 from .mine import MinedPairs
@@ -213,3 +215,20 @@ def load_mined_bundle(folder: PathLike, mined: MinedPairs | None = None) -> Scor
     if mined is not None:
         scored.check_matches(mined, source=f"{folder} against the mined pairs")
     return scored
+
+
+def load_mined_rows(folder: PathLike, task: TaskSpec) -> MinedRows:
+    """A bundle as ``distill(mined=...)`` takes it, checked against ``task``.
+
+    Read here, not in the student room: the bundle format belongs to this stage, and the student
+    only knows the :class:`~dsembed.student.MinedRows` container (augment sits above student).
+    """
+    scored = load_mined_bundle(folder)
+    if scored.task and scored.task != task.name:
+        raise ConfigError(f"{folder}: the bundle was mined for task {scored.task!r}, not {task.name!r}")
+    try:
+        rows = MinedRows(scored.pairs, scored.teacher_logits, list(scored.strategy), scored.teacher)
+    except ConfigError as exc:
+        raise CorruptFileError(f"{folder}: {exc}") from exc
+    rows.check_task(task)
+    return rows

@@ -58,6 +58,8 @@ def pipeline(
     seed: Annotated[int | None, typer.Option()] = None,
     seeds: Annotated[str | None, typer.Option(
         help="comma-separated seeds: one run per seed (own sub-folder), then the table of seed means ± std")] = None,
+    jobs: Annotated[int, typer.Option(
+        help="with --seeds: train each seed's students side by side in this many processes")] = 1,
     max_train_pairs: Annotated[int | None, typer.Option()] = None,
     max_length: Annotated[int | None, typer.Option()] = None,
     data_dir: DataDirOpt = None,
@@ -97,7 +99,7 @@ def pipeline(
                  "learning_rate": learning_rate, "head_learning_rate": head_learning_rate,
                  "mined_ratio": mined_ratio})
     if seeds:
-        summary = run_seeds(cfg, parse_seeds(seeds))
+        summary = run_seeds(cfg, parse_seeds(seeds), jobs=jobs)
         typer.echo(format_seed_table(summary))
         typer.echo(f"wall time {summary['wall_seconds']:.0f} s for {len(summary['seeds'])} seeds; "
                    f"record: {Path(cfg.output_dir) / RUN_RECORD}")
@@ -237,8 +239,8 @@ def distill(
 ) -> None:
     """Train the siamese student on labels and teacher logits (alpha=0: labels only), optionally on mined pairs."""
     setup()
+    from ..augment import load_mined_rows
     from ..student import distill as run_distill
-    from ..student import load_mined_rows
     from ..teacher import TeacherLogits
 
     if teacher_logits is None and alpha > 0 and recipe != "augsbert":

@@ -35,11 +35,18 @@ def spread(values: Sequence[float]) -> dict[str, Any]:
 
 
 def _summarise(per_seed: list[dict[str, Any]], key: str) -> dict[str, dict[str, dict[str, Any]]]:
-    """{row: {metric: spread}} over the seeds for ``results`` or ``test_results`` (rows every seed has)."""
+    """{row: {metric: spread}} for ``results`` or ``test_results``, over the seeds that have the row.
+
+    The cosine row has no seed and is computed once (``n`` = 1 in its spread).
+    """
     tables = [record.get(key) or {} for record in per_seed]
-    rows = [name for name in tables[0] if all(name in t for t in tables)] if tables else []
-    return {name: {metric: spread([t[name][metric] for t in tables])
-                   for metric in tables[0][name] if all(metric in t[name] for t in tables)} for name in rows}
+    rows = list(dict.fromkeys(name for t in tables for name in t))
+    out = {}
+    for name in rows:
+        having = [t[name] for t in tables if name in t]
+        out[name] = {metric: spread([values[metric] for values in having])
+                     for metric in having[0] if all(metric in values for values in having)}
+    return out
 
 
 def _differences(per_seed: list[dict[str, Any]], key: str, main: str) -> dict[str, dict[str, Any]]:
@@ -67,9 +74,9 @@ def summarise_seeds(cfg: PipelineConfig, per_seed: list[dict[str, Any]], wall_se
         "results": _summarise(per_seed, "results"),
         "minus_label_only": _differences(per_seed, "results", main),
         "relative_degradation_pct": {
-            name: spread([r["relative_degradation_pct"][name] for r in per_seed])
-            for name in first["relative_degradation_pct"]
-            if all(name in r["relative_degradation_pct"] for r in per_seed)},
+            name: spread([r["relative_degradation_pct"][name] for r in per_seed
+                          if name in r["relative_degradation_pct"]])
+            for name in dict.fromkeys(n for r in per_seed for n in r["relative_degradation_pct"])},
         "teacher_fidelity_dev": {
             name: {m: spread([r["teacher_fidelity_dev"][name][m] for r in per_seed]) for m in values}
             for name, values in first["teacher_fidelity_dev"].items()
@@ -85,19 +92,62 @@ def summarise_seeds(cfg: PipelineConfig, per_seed: list[dict[str, Any]], wall_se
     return summary
 
 
-def run_seeds(cfg: PipelineConfig, seeds: Sequence[int]) -> dict[str, Any]:
-    """Run (or resume) the pipeline once per seed and write the seed-summary record in ``cfg.output_dir``."""
+def _train_one(cfg: PipelineConfig, only_student: str, threads: int) -> None:
+    """One student of one run in a worker process (its own torch threads), for :func:`train_side_by_side`."""
+    import torch
+
+    torch.set_num_threads(threads)
+    run_pipeline(replace(cfg, only_student=only_student))
+
+
+def train_side_by_side(cfg: PipelineConfig, jobs: int) -> None:
+    """Train the students of one run in ``jobs`` worker processes at once, sharing the cores between them.
+
+    Small-batch training uses two cores poorly from one process; two processes with one thread each
+    get more done. The run that follows reuses every student and only evaluates them.
+    """
+    import multiprocessing
+    import os
+
+    from .stages import STUDENT_NAMES, student_configs
+
+    keys = {name: key for key, name in STUDENT_NAMES.items()}
+    wanted = [keys[name] for name, _ in student_configs(cfg, with_mined=bool(cfg.mined))]
+    threads = max(1, (os.cpu_count() or jobs) // jobs)
+    with multiprocessing.get_context("spawn").Pool(min(jobs, len(wanted))) as pool:
+        pool.starmap(_train_one, [(cfg, key, threads) for key in wanted])
+
+
+def run_seeds(cfg: PipelineConfig, seeds: Sequence[int], jobs: int = 1) -> dict[str, Any]:
+    """Run (or resume) the pipeline once per seed and write the seed-summary record in ``cfg.output_dir``.
+
+    The untouched encoder + cosine row has no seed: it is computed once, in the first seed's run (its
+    threshold tuned on that seed's training pairs). ``jobs > 1`` trains each seed's students side by side.
+    """
     seeds = list(dict.fromkeys(int(s) for s in seeds))
     if len(seeds) < 2:
         raise ConfigError("seed means need at least two seeds (for one, run the pipeline with --seed)")
     if cfg.only_student is not None:
         raise ConfigError("only_student trains one student of one run; give it a single --seed, not --seeds")
+    if jobs < 1:
+        raise ConfigError(f"jobs must be at least 1, not {jobs}")
     start = time.perf_counter()
-    per_seed = [run_pipeline(seed_config(cfg, seed)) for seed in seeds]
+    per_seed = []
+    for i, seed in enumerate(seeds):
+        seed_cfg = replace(seed_config(cfg, seed), cosine_baseline=cfg.cosine_baseline and i == 0)
+        if jobs > 1:
+            train_side_by_side(seed_cfg, jobs)
+        per_seed.append(run_pipeline(seed_cfg))
     summary = summarise_seeds(cfg, per_seed, time.perf_counter() - start)
     Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
     atomic_write_json(Path(cfg.output_dir) / RUN_RECORD, summary)
     return summary
+
+
+def _cell(values: dict[str, Any] | None) -> str:
+    if values is None:
+        return "-"
+    return f"{values['mean']:.2f} (once)" if values["n"] == 1 else f"{values['mean']:.2f} ± {values['std']:.2f}"
 
 
 def format_seed_table(summary: dict[str, Any]) -> str:
@@ -107,7 +157,7 @@ def format_seed_table(summary: dict[str, Any]) -> str:
     rows = [["model", *metrics, f"rel. degr. {main} %"]]
     for name, values in summary["results"].items():
         deg = summary["relative_degradation_pct"].get(name)
-        cells = [f"{values[m]['mean']:.2f} ± {values[m]['std']:.2f}" if m in values else "-" for m in metrics]
+        cells = [_cell(values.get(m)) for m in metrics]
         rows.append([ROW_LABELS.get(name, name), *cells, "-" if deg is None else f"{deg['mean']:+.2f}"])
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
@@ -122,7 +172,7 @@ def format_seed_table(summary: dict[str, Any]) -> str:
             out.append(f"{split} {main}, {ROW_LABELS.get(name, name)} minus label-only: {diff['mean']:+.2f} "
                        f"(per seed {per}; better on {sum(v > 0 for v in diff['values'])} of {diff['n']})")
     if summary.get("test_results"):
-        cells = ", ".join(f"{ROW_LABELS.get(n, n)} {v[main]['mean']:.2f} ± {v[main]['std']:.2f}"
-                          for n, v in summary["test_results"].items() if main in v)
+        cells = ", ".join(f"{ROW_LABELS.get(n, n)} {_cell(v[main])}" for n, v in summary["test_results"].items()
+                          if main in v)
         out.append(f"test ({summary['test_pairs']} pairs) {main}: {cells}")
     return "\n".join(out)

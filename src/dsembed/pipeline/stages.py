@@ -223,7 +223,7 @@ def cosine_stage(cfg: PipelineConfig, task: TaskSpec, train: PairDataset, dev: P
                   test: PairDataset | None, timer: StageTimer, stage_info: dict[str, Any],
                   results: dict[str, dict[str, float]], test_results: dict[str, dict[str, float]]) -> None:
     """The untouched pretrained student encoder with cosine: what a user has without dsembed."""
-    if task.kind not in ("binary", "regression"):
+    if task.kind not in ("binary", "regression") or not cfg.cosine_baseline:
         return
     from sentence_transformers import SentenceTransformer
 

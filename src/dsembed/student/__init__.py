@@ -3,10 +3,10 @@
 from .card import update_model_card
 from .head import HeadScorer, PairHead
 from .loss import DSELoss, logits_to_scores, task_loss
-from .mined import MinedRows, load_mined_rows, teacher_labels
+from .mined import MinedRows, teacher_labels
 from .model import DSEConfig, DSEModel, build_encoder
 from .train import DistillationTrainer, distill
 
 __all__ = ["DSEConfig", "DSELoss", "DSEModel", "DistillationTrainer", "HeadScorer", "MinedRows", "PairHead",
-           "build_encoder", "distill", "load_mined_rows", "logits_to_scores", "task_loss", "teacher_labels",
+           "build_encoder", "distill", "logits_to_scores", "task_loss", "teacher_labels",
            "update_model_card"]

@@ -1,26 +1,20 @@
-"""Teacher-scored extra (mined) pairs as the student takes them, and the one reader of a mined bundle.
+"""Teacher-scored extra (mined) pairs as the student takes them.
 
 A teacher can score many more pairs than the few thousand labelled ones; :class:`MinedRows` is the
 small container :func:`dsembed.student.distill` accepts for them, so the student room does not
-depend on the stage that mines them. :func:`load_mined_rows` reads the bundle folder that stage
-writes (``pairs.jsonl`` + ``logits.safetensors`` + ``bundle.json``); it is the one place to swap
-for that stage's own loader.
+depend on the stage that mines them (``dsembed.augment.load_mined_rows`` reads its bundles).
 """
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..artifacts import MINED_INFO, MINED_LOGITS, MINED_PAIRS
-from ..data import PairDataset, read_pairs
-from ..data.records import Problems, json_rows
-from ..errors import ConfigError, CorruptFileError, InputNotFoundError
+from ..data import PairDataset
+from ..errors import ConfigError
 from ..tasks import TaskSpec
 from ..utils import sha256_bytes, sha256_json
 
@@ -87,78 +81,3 @@ def mined_record(mined: MinedRows, ratio: float, sampling: str, recipe: str, ste
     """What a student's ``training.json`` says about the mined pairs it trained on."""
     return {"count": len(mined), "strategies": mined.strategy_counts(), "fingerprint": mined.fingerprint(),
             "teacher": mined.teacher, "ratio": ratio, "sampling": sampling, "recipe": recipe, "steps": steps}
-
-
-# --------------------------------------------------------------------------------------------------
-# the bundle folder (swap this section for the augment stage's own loader once it is merged)
-# --------------------------------------------------------------------------------------------------
-
-
-def _bundle_info(folder: Path) -> dict[str, Any]:
-    path = folder / MINED_INFO
-    try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise CorruptFileError(f"{path}: not a readable JSON file ({exc})") from exc
-    missing = [key for key in ("teacher", "task", "num_labels", "n_pairs") if not isinstance(info, dict)
-               or key not in info]
-    if missing:
-        raise CorruptFileError(f"{path}: missing key {missing[0]!r}")
-    return info
-
-
-def _bundle_logits(path: Path) -> np.ndarray:
-    from safetensors.numpy import load_file
-
-    try:
-        arrays = load_file(str(path))
-    except Exception as exc:  # safetensors raises its own error types for a damaged header or body
-        raise CorruptFileError(f"{path} is not a readable safetensors file ({exc})") from exc
-    if "logits" not in arrays:
-        raise CorruptFileError(f"{path}: no tensor named 'logits' (found: {', '.join(sorted(arrays)) or 'none'})")
-    logits = arrays["logits"]
-    if logits.dtype != np.float32 or logits.ndim != 2:
-        raise CorruptFileError(f"{path}: 'logits' must be float32 (n, num_labels), got {logits.dtype} "
-                               f"{tuple(logits.shape)}")
-    return logits
-
-
-def _strategies(path: Path) -> list[str]:
-    names = []
-    for number, obj in json_rows(path, Problems(path, skip_bad=False)):
-        name = obj.get("strategy") if isinstance(obj, dict) else None
-        if not isinstance(name, str) or not name:
-            raise CorruptFileError(f"{path}:{number}: missing or empty 'strategy' (a string)")
-        names.append(name)
-    return names
-
-
-def load_mined_rows(folder: str | Path, task: TaskSpec) -> MinedRows:
-    """Read a mined-pairs bundle folder, checked against ``task``: row counts agree everywhere, the
-    logits are finite and as wide as the task's teacher output. Any problem is one DsembedError."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise InputNotFoundError(f"{folder}: mined-pairs bundle folder not found")
-    for name in (MINED_INFO, MINED_PAIRS, MINED_LOGITS):
-        if not (folder / name).is_file():
-            raise InputNotFoundError(f"{folder}: not a mined-pairs bundle ({name} is missing)")
-    info = _bundle_info(folder)
-    if str(info["task"]) != task.name:
-        raise ConfigError(f"{folder / MINED_INFO}: the bundle was mined for task {info['task']!r}, not {task.name!r}")
-    if int(info["num_labels"]) != task.num_labels:
-        raise ConfigError(f"{folder / MINED_INFO}: num_labels {info['num_labels']} but task {task.name!r} has "
-                          f"{task.num_labels}")
-    pairs = read_pairs(folder / MINED_PAIRS, task, require_labels=False)
-    strategy = _strategies(folder / MINED_PAIRS)
-    logits = _bundle_logits(folder / MINED_LOGITS)
-    counts = {f"{MINED_INFO} n_pairs": int(info["n_pairs"]), MINED_PAIRS: len(pairs), MINED_LOGITS: len(logits)}
-    if len(set(counts.values())) != 1:
-        raise CorruptFileError(f"{folder}: row counts disagree (" + ", ".join(f"{k} {v}" for k, v in counts.items())
-                               + ")")
-    try:
-        mined = MinedRows(PairDataset(pairs.sentence1, pairs.sentence2, None, source=str(folder)), logits, strategy,
-                          str(info["teacher"]))
-    except ConfigError as exc:
-        raise CorruptFileError(f"{folder}: {exc}") from exc
-    mined.check_task(task)
-    return mined
