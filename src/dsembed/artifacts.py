@@ -51,6 +51,7 @@ MINED_INFO = "bundle.json"  # teacher, task, num_labels, n_pairs
 RUN_RECORD = "record.json"
 RUN_PLOT = "student_vs_teacher.png"
 SEED_DIR = "seed-{seed}"  # one run of a multi-seed pipeline job
+STUDENT_EVAL = "eval_{split}.safetensors"  # a pipeline student's logits on dev/test, keyed by model + pairs hash
 TEACHER_SUBDIR = "teacher"
 LOGITS_CACHE_SUBDIR = "logits_cache"
 

@@ -65,6 +65,7 @@ def test_run_seeds_records_means_spread_and_paired_differences(tiny_base: str, t
     for record in side["per_seed"]:
         assert {record["stages"][n]["source"] for n in ("dse_student", "label_only_student")} == {"reused"}
     assert (tmp_path / "side" / "seed-4" / "label_only_student" / "model").is_dir()
+    assert (tmp_path / "side" / "seed-4" / "label_only_student" / "eval_dev.safetensors").is_file()  # the worker's
 
 
 def test_run_seeds_needs_two_seeds_and_one_line_cli_errors(tmp_path: Path) -> None:
@@ -75,3 +76,20 @@ def test_run_seeds_needs_two_seeds_and_one_line_cli_errors(tmp_path: Path) -> No
     result = CliRunner().invoke(app, ["pipeline", "mrpc", "--seeds", "42,x", "--output-dir", str(tmp_path)])
     assert result.exit_code == 2
     assert result.output.strip() == "error: --seeds takes comma-separated integers, not '42,x'"
+
+
+def test_student_evaluations_are_kept_beside_the_student_and_keyed(distilled_dir: Path, mrpc_dev,  # noqa: ANN001
+                                                                    tmp_path: Path) -> None:
+    from dsembed.evaluation import evaluate_student
+    from dsembed.pipeline.stages import _StudentEvaluation
+    from dsembed.student import DSEModel
+
+    model_dir = distilled_dir / "model"
+    first = _StudentEvaluation(model_dir, tmp_path, MRPC, False)
+    metrics, logits = first(mrpc_dev, "dev")
+    expected, expected_logits = evaluate_student(DSEModel.load(model_dir), MRPC, mrpc_dev)
+    assert metrics == expected and (tmp_path / "eval_dev.safetensors").is_file()
+    again = _StudentEvaluation(model_dir, tmp_path, MRPC, False)
+    assert again(mrpc_dev, "dev")[0] == expected and again.model is None  # read back, no model loaded
+    other = mrpc_dev.subset(10, seed=1)  # other pairs under the same split name: evaluated afresh
+    assert len(again(other, "dev")[1]) == 10 and again.model is not None

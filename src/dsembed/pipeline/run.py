@@ -35,14 +35,14 @@ from .stages import (
 def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
     """Run (or resume) every stage for one task and return the record that was written.
 
-    With ``only_student`` set, train that student and return a short summary instead (no record).
+    With ``only_student`` set, train and evaluate that student and return a short summary instead (no record).
     """
     task = pipeline_task(cfg)
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     timer = StageTimer()
     train, dev = timer.run("load_data", load_pipeline_data, cfg, task)
-    test = None if cfg.only_student else timer.run("load_test_data", load_test_data, cfg, task)
+    test = timer.run("load_test_data", load_test_data, cfg, task)
     logger.info("%s: %d train pairs, %d dev pairs, %s test pairs", task.name, len(train), len(dev),
                 len(test) if test is not None else "no")
     stage_info: dict[str, Any] = {}
@@ -50,7 +50,9 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
     if cfg.teacher_logits:
         stored, teacher_dev_logits = bundle_stage(cfg, task, train, dev, test, stage_info, test_logits)
     else:
-        stored, teacher_dev_logits = teacher_stage(cfg, task, train, dev, test, out, timer, stage_info, test_logits)
+        teacher_test = None if cfg.only_student else test  # a student-only run needs no teacher test row
+        stored, teacher_dev_logits = teacher_stage(cfg, task, train, dev, teacher_test, out, timer, stage_info,
+                                                   test_logits)
     results = {"teacher": compute_metrics(task, teacher_dev_logits, dev.labels, teacher=True)}
     test_results = {"teacher": compute_metrics(task, test_logits["teacher"], test.labels, teacher=True)} \
         if "teacher" in test_logits and test is not None else {}

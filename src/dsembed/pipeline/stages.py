@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from ..artifacts import LOGITS_CACHE_SUBDIR, TEACHER_SUBDIR
+from ..artifacts import LOGITS_CACHE_SUBDIR, STUDENT_EVAL, TEACHER_SUBDIR
 from ..augment import load_mined_bundle
 from ..config import PipelineConfig
 from ..data import PairDataset, load_glue, read_pairs
@@ -19,7 +19,7 @@ from ..evaluation import compute_metrics, cosine_baseline, cosine_scores, evalua
 from ..student import DSEModel, MinedRows, distill
 from ..tasks import TaskSpec, custom_task, get_task
 from ..teacher import TeacherLogits, compute_teacher_logits, load_logits_bundles, load_teacher, train_teacher
-from ..utils import load_average
+from ..utils import atomic_write_bytes, folder_fingerprint, load_average, sha256_json
 
 logger = logging.getLogger("dsembed.pipeline")
 
@@ -189,6 +189,37 @@ def student_configs(cfg: PipelineConfig, with_mined: bool = False) -> list[tuple
     return runs
 
 
+class _StudentEvaluation:
+    """A student's logits on a split, kept beside it keyed by the model's and the pairs' hashes.
+
+    The process that trained a student (``only_student``, a ``--jobs`` worker) evaluates it too, in
+    parallel with the others; the recording run then reads the logits instead of evaluating again.
+    """
+
+    def __init__(self, model_dir: Path, run_dir: Path, task: TaskSpec, show_progress_bar: bool) -> None:
+        self.model_dir, self.run_dir, self.task, self.progress = model_dir, run_dir, task, show_progress_bar
+        self.model: DSEModel | None = None
+        self.model_hash = folder_fingerprint(model_dir)
+
+    def __call__(self, data: PairDataset, split: str) -> tuple[dict[str, float], np.ndarray]:
+        from safetensors.numpy import load_file, save
+
+        path = self.run_dir / STUDENT_EVAL.format(split=split)
+        key = sha256_json({"model": self.model_hash, "pairs": data.fingerprint()})
+        if path.is_file():
+            from safetensors import safe_open
+
+            with safe_open(str(path), "np") as handle:
+                if (handle.metadata() or {}).get("key") == key:
+                    logits = load_file(str(path))["logits"]
+                    return compute_metrics(self.task, logits, data.labels), logits
+        if self.model is None:
+            self.model = DSEModel.load(self.model_dir)
+        metrics, logits = evaluate_student(self.model, self.task, data, show_progress_bar=self.progress)
+        atomic_write_bytes(path, save({"logits": np.ascontiguousarray(logits, np.float32)}, metadata={"key": key}))
+        return metrics, logits
+
+
 def students_stage(cfg: PipelineConfig, task: TaskSpec, train: PairDataset, dev: PairDataset,
                     test: PairDataset | None, out: Path, stored: TeacherLogits, timer: StageTimer,
                     stage_info: dict[str, Any], results: dict[str, dict[str, float]],
@@ -202,20 +233,17 @@ def students_stage(cfg: PipelineConfig, task: TaskSpec, train: PairDataset, dev:
                           extend=False, mined=mined if name in MINED_ROWS else None)
         if trained.source != "reused":
             timer.add(f"{name}_train", time.perf_counter() - start)
-        stage_info[name] = {"source": trained.source}
+        stage_info[name] = {"source": trained.source, "training": trained.record}
+        evaluate = _StudentEvaluation(trained.path, out / name, task, cfg.show_progress_bar)
+        metrics, logits = timer.run(f"{name}_dev_eval", evaluate, dev, "dev")
+        if test is not None:
+            test_results[name], _ = timer.run(f"{name}_test_eval", evaluate, test, "test")
         if cfg.only_student is not None:
-            logger.info("%s is trained in %s; run again without only_student to evaluate and record", name, out / name)
+            logger.info("%s is trained and evaluated in %s; run again without only_student to record", name,
+                        out / name)
             return None
-        stage_info[name]["training"] = trained.record
-        model = DSEModel.load(trained.path)
-        metrics, logits = timer.run(f"{name}_dev_eval", evaluate_student, model, task, dev,
-                                    show_progress_bar=cfg.show_progress_bar)
         results[name] = metrics
         student_dev_logits[name] = logits
-        if test is not None:
-            test_results[name], _ = timer.run(f"{name}_test_eval", evaluate_student, model, task, test,
-                                              show_progress_bar=cfg.show_progress_bar)
-        del model
     return student_dev_logits
 
 
