@@ -59,7 +59,7 @@ def pipeline(
     seeds: Annotated[str | None, typer.Option(
         help="comma-separated seeds: one run per seed (own sub-folder), then the table of seed means ± std")] = None,
     jobs: Annotated[int, typer.Option(
-        help="with --seeds: train each seed's students side by side in this many processes")] = 1,
+        help="with --seeds: train and evaluate the students in a pool of this many processes")] = 1,
     max_train_pairs: Annotated[int | None, typer.Option()] = None,
     max_length: Annotated[int | None, typer.Option()] = None,
     data_dir: DataDirOpt = None,

@@ -100,11 +100,12 @@ def _train_one(cfg: PipelineConfig, only_student: str, threads: int) -> None:
     run_pipeline(replace(cfg, only_student=only_student))
 
 
-def train_side_by_side(cfg: PipelineConfig, jobs: int) -> None:
-    """Train the students of one run in ``jobs`` worker processes at once, sharing the cores between them.
+def train_side_by_side(cfgs: Sequence[PipelineConfig], jobs: int) -> None:
+    """Train (and evaluate) every student of the runs ``cfgs`` in a pool of ``jobs`` worker processes.
 
     Small-batch training uses two cores poorly from one process; two processes with one thread each
-    get more done. The run that follows reuses every student and only evaluates them.
+    get more done. One pool serves all runs, so its processes start once. The runs that follow reuse
+    every student and read its kept evaluations.
     """
     import multiprocessing
     import os
@@ -112,17 +113,17 @@ def train_side_by_side(cfg: PipelineConfig, jobs: int) -> None:
     from .stages import STUDENT_NAMES, student_configs
 
     keys = {name: key for key, name in STUDENT_NAMES.items()}
-    wanted = [keys[name] for name, _ in student_configs(cfg, with_mined=bool(cfg.mined))]
-    threads = max(1, (os.cpu_count() or jobs) // jobs)
-    with multiprocessing.get_context("spawn").Pool(min(jobs, len(wanted))) as pool:
-        pool.starmap(_train_one, [(cfg, key, threads) for key in wanted])
+    work = [(cfg, keys[name], max(1, (os.cpu_count() or jobs) // jobs))
+            for cfg in cfgs for name, _ in student_configs(cfg, with_mined=bool(cfg.mined))]
+    with multiprocessing.get_context("spawn").Pool(min(jobs, len(work))) as pool:
+        pool.starmap(_train_one, work, chunksize=1)
 
 
 def run_seeds(cfg: PipelineConfig, seeds: Sequence[int], jobs: int = 1) -> dict[str, Any]:
     """Run (or resume) the pipeline once per seed and write the seed-summary record in ``cfg.output_dir``.
 
     The untouched encoder + cosine row has no seed: it is computed once, in the first seed's run (its
-    threshold tuned on that seed's training pairs). ``jobs > 1`` trains each seed's students side by side.
+    threshold tuned on that seed's training pairs). ``jobs > 1`` trains the students in a pool of processes.
     """
     seeds = list(dict.fromkeys(int(s) for s in seeds))
     if len(seeds) < 2:
@@ -132,12 +133,11 @@ def run_seeds(cfg: PipelineConfig, seeds: Sequence[int], jobs: int = 1) -> dict[
     if jobs < 1:
         raise ConfigError(f"jobs must be at least 1, not {jobs}")
     start = time.perf_counter()
-    per_seed = []
-    for i, seed in enumerate(seeds):
-        seed_cfg = replace(seed_config(cfg, seed), cosine_baseline=cfg.cosine_baseline and i == 0)
-        if jobs > 1:
-            train_side_by_side(seed_cfg, jobs)
-        per_seed.append(run_pipeline(seed_cfg))
+    cfgs = [replace(seed_config(cfg, seed), cosine_baseline=cfg.cosine_baseline and i == 0)
+            for i, seed in enumerate(seeds)]
+    if jobs > 1:
+        train_side_by_side(cfgs, jobs)
+    per_seed = [run_pipeline(seed_cfg) for seed_cfg in cfgs]
     summary = summarise_seeds(cfg, per_seed, time.perf_counter() - start)
     Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
     atomic_write_json(Path(cfg.output_dir) / RUN_RECORD, summary)
