@@ -446,6 +446,11 @@ def seed_summary_section() -> list[str]:
             lines.append(f"- {split} {main}, {NAMES.get(name, name)} − label-only: {diff['mean']:+.2f} ± "
                          f"{diff['std']:.2f} (per seed {per}; ahead on {sum(v > 0 for v in diff['values'])} of "
                          f"{diff['n']} seeds).")
+    fidelity = rec.get("teacher_fidelity_dev") or {}
+    if fidelity:
+        parts = [f"{NAMES.get(name, name)}: Spearman {_mean_std(f.get('spearman'))}, logit MSE "
+                 f"{_mean_std(f.get('logit_mse'))}" for name, f in fidelity.items()]
+        lines.append("- Fidelity to the teacher on the dev pairs (seed means): " + "; ".join(parts) + ".")
     mined = rec["per_seed"][0]["stages"].get("mined")
     if mined:
         lines.append(f"- Mined pairs (seed {seeds[0]}): {mined['used']} of the bundle's {mined['in_bundle']} "

@@ -168,3 +168,16 @@ def test_real_minilm_finds_paraphrase_partners() -> None:
     assert len(rset.candidates) > 60  # chance MRR@10 is below 0.05
     for name in ("pretrained-cosine", "bm25"):
         assert record["methods"][name]["metrics_all_queries"]["mrr@10"] > 0.5, name
+
+
+def test_seed_means_group_students_named_by_seed() -> None:
+    from dsembed.bench.retrieval_report import seed_means
+
+    def method(value: float | None) -> dict:
+        return {"metrics_all_queries": None if value is None else {"mrr@10": value}}
+
+    record = {"methods": {"dse-s1-head": method(0.5), "dse-s2-head": method(0.7), "dse-s1-head-ann": method(0.4),
+                          "bm25": method(0.9), "teacher": method(None)}}
+    lines = seed_means(record)
+    assert "| dse | head | 2 | 0.600 ± 0.141 |" in lines and "| dse | head-ann | 1 | 0.400 ± 0.000 |" in lines
+    assert not any("bm25" in line for line in lines) and seed_means({"methods": {"bm25": method(0.9)}}) == []

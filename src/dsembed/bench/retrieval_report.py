@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import re
+import statistics
 from typing import Any
 
 COLUMNS = ("mrr@10", "ndcg@10", "recall@1", "recall@10", "recall@100")
@@ -21,6 +23,27 @@ def _row(name: str, m: dict[str, Any]) -> str:
     everyone = _num((m["metrics_all_queries"] or {}).get("mrr@10"))
     return (f"| {name} | {' | '.join(sample)} | {everyone} | {m['teacher_calls_per_query']:.1f} | "
             f"{_ms(m['median_seconds_per_query_sample'])} |")
+
+
+_SEEDED = re.compile(r"^(?P<student>.+)-s(?P<seed>\d+)-(?P<method>head|head-ann|cosine)$")
+
+
+def seed_means(record: dict[str, Any], metric: str = "mrr@10") -> list[str]:
+    """Students named ``NAME-sSEED``: the mean ± sample std over seeds of each method, on all queries."""
+    groups: dict[tuple[str, str], list[float]] = {}
+    for name, m in record["methods"].items():
+        match = _SEEDED.match(name)
+        value = (m.get("metrics_all_queries") or {}).get(metric)
+        if match and value is not None:
+            groups.setdefault((match["student"], match["method"]), []).append(float(value))
+    if not groups:
+        return []
+    lines = ["", f"Seed means of the students (every query; {metric.upper()}):", "",
+             f"| student | method | seeds | {metric.upper()} mean ± std |", "|---|---|---:|---:|"]
+    for (student, method), values in sorted(groups.items()):
+        std = statistics.stdev(values) if len(values) > 1 else 0.0
+        lines.append(f"| {student} | {method} | {len(values)} | {statistics.fmean(values):.3f} ± {std:.3f} |")
+    return lines
 
 
 def render_retrieval_markdown(record: dict[str, Any], source: str) -> str:
@@ -44,4 +67,5 @@ def render_retrieval_markdown(record: dict[str, Any], source: str) -> str:
                   f"teacher and the cascades. {env.get('cpu_count', '?')} CPUs, torch threads "
                   f"{env.get('torch_threads', '?')}, load {record.get('load_average')}; wall "
                   f"{record.get('wall_seconds', 0):.0f} s. Record: `{source}`."]
+    lines += seed_means(record)
     return "\n".join(lines)

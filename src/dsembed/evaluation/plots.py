@@ -32,12 +32,7 @@ def plot_student_vs_teacher(task: TaskSpec, teacher_logits: np.ndarray, students
         ax.legend(loc="upper left")
         if labels is not None:
             fig.colorbar(sc, ax=ax, label="gold label")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_quality_vs_teacher_calls(record: dict, path: str | Path, metric: str = "mrr@10") -> Path:
@@ -75,6 +70,13 @@ def plot_quality_vs_teacher_calls(record: dict, path: str | Path, metric: str = 
     ax.set_title(f"{record['set']['name']}: {record['set']['candidates']} candidates")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
+    return _save(fig, path)
+
+
+def _save(fig, path: str | Path) -> Path:  # noqa: ANN001
+    """Write a figure (its folder made first) and free it: plots run in long jobs, figures must not pile up."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
