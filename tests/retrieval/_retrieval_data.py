@@ -6,6 +6,11 @@ Each test module defines its own module-scoped fixtures from these (a conftest.p
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -26,3 +31,30 @@ def reference_store(model, workdir: Path) -> CandidateStore:  # noqa: ANN001
 def brute_force(model, query: str, texts: list[str]) -> np.ndarray:  # noqa: ANN001
     """Scores of the plain head on every (query, candidate) pair."""
     return np.asarray(model.predict([(query, t) for t in texts]))
+
+
+def free_port() -> int:
+    """A local TCP port nobody listens on (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def running_server(app) -> Iterator[str]:  # noqa: ANN001
+    """A real uvicorn server for ``app`` in a thread on a free local port; yields its base URL."""
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.started, "uvicorn did not start"
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

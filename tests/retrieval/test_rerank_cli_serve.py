@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -14,7 +12,7 @@ import httpx
 import numpy as np
 import pytest
 from _rerankers import CrcTeacher, tiny_cross_encoder
-from _retrieval_data import CANDIDATES, QUERIES
+from _retrieval_data import CANDIDATES, QUERIES, running_server
 from typer.testing import CliRunner
 
 from _tiny import HAS_MINILM, tiny_student
@@ -104,30 +102,10 @@ def test_search_rerank_refuses_a_teacher_of_another_task(setup, workdir: Path) -
           "over --max-rerank-top 200")
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextmanager
 def _server(app):  # noqa: ANN001, ANN202
-    import uvicorn
-
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started, "uvicorn did not start"
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-            yield client
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with running_server(app) as url, httpx.Client(base_url=url, timeout=30) as client:
+        yield client
 
 
 def test_serve_returns_teacher_scores(setup) -> None:  # noqa: ANN001

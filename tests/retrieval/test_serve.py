@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import socket
-import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
+from _retrieval_data import running_server
 
 from _tiny import HAS_MINILM, sentences, tiny_student
 
@@ -20,16 +18,8 @@ pytestmark = pytest.mark.skipif(not HAS_MINILM, reason="the tiny model borrows g
 CANDIDATES = sentences(80, seed=7)
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
-    import uvicorn
-
     from dsembed.retrieval import build_store
     from dsembed.serve import ServeLimits, create_app
 
@@ -37,19 +27,8 @@ def served(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
     model = tiny_student(work)
     store = build_store(model, CANDIDATES, work / "store", show_progress_bar=False, ann="Flat")
     limits = ServeLimits(max_body_bytes=20_000, max_sentences=16, max_pairs=16, max_top_k=50)
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(model, store, limits), host="127.0.0.1", port=port,
-                                           log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started, "uvicorn did not start"
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+    with running_server(create_app(model, store, limits)) as url, httpx.Client(base_url=url, timeout=30) as client:
         yield client, model, store
-    server.should_exit = True
-    thread.join(timeout=10)
 
 
 def test_health(served) -> None:  # noqa: ANN001

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -25,6 +24,7 @@ import httpx
 import numpy as np
 import pytest
 from _load_clients import Tally, invalid_requests, texts
+from _retrieval_data import free_port, running_server
 
 from _tiny import HAS_MINILM, sentences, tiny_student
 
@@ -36,12 +36,6 @@ BIG = 1024  # pairs in a big /score request (all distinct sentences: 2,048 to en
 CLIENTS_SCRIPT = Path(__file__).with_name("_load_clients.py")
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
     """The CLI's `dsembed serve` on a free port, with a store; yields its base URL."""
@@ -50,7 +44,7 @@ def server(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
     work = tmp_path_factory.mktemp("serve-load")
     model = tiny_student(work)
     build_store(model, sentences(200, seed=3), work / "store", show_progress_bar=False, ann="Flat")
-    port = _free_port()
+    port = free_port()
     log = open(work / "server.log", "wb")  # noqa: SIM115 - closed below
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "DSEMBED_LOG": "WARNING"}
     proc = subprocess.Popen([sys.executable, "-m", "dsembed.cli", "serve", str(work / "student-mrpc-0"), "--store",
@@ -94,26 +88,16 @@ class HookedEncoder:
 @pytest.fixture(scope="module")
 def hooked(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
     """An in-process uvicorn server whose encoder is a :class:`HookedEncoder`; yields (url, hook)."""
-    import uvicorn
-
     from dsembed.serve import ServeLimits, create_app
 
     model = tiny_student(tmp_path_factory.mktemp("serve-hooked"))
     hook = HookedEncoder(model)
     model.encode = hook  # an instance attribute: the server's Encoder calls it
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(model, limits=ServeLimits()), host="127.0.0.1", port=port,
-                                           log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started, "uvicorn did not start"
-    yield f"http://127.0.0.1:{port}", hook
-    hook.gate.set()
-    server.should_exit = True
-    thread.join(timeout=10)
+    with running_server(create_app(model, limits=ServeLimits())) as url:
+        try:
+            yield url, hook
+        finally:
+            hook.gate.set()  # let any held encoder finish, so the server can stop
 
 
 def test_health_answers_while_every_worker_waits_for_the_encoder(hooked) -> None:  # noqa: ANN001
