@@ -202,16 +202,15 @@ class _StudentEvaluation:
         self.model_hash = folder_fingerprint(model_dir)
 
     def __call__(self, data: PairDataset, split: str) -> tuple[dict[str, float], np.ndarray]:
-        from safetensors.numpy import load_file, save
+        from safetensors import safe_open
+        from safetensors.numpy import save
 
         path = self.run_dir / STUDENT_EVAL.format(split=split)
         key = sha256_json({"model": self.model_hash, "pairs": data.fingerprint()})
         if path.is_file():
-            from safetensors import safe_open
-
-            with safe_open(str(path), "np") as handle:
+            with safe_open(str(path), "np") as handle:  # one read: the key, then the logits it vouches for
                 if (handle.metadata() or {}).get("key") == key:
-                    logits = load_file(str(path))["logits"]
+                    logits = handle.get_tensor("logits")
                     return compute_metrics(self.task, logits, data.labels), logits
         if self.model is None:
             self.model = DSEModel.load(self.model_dir)
