@@ -149,6 +149,8 @@ class PipelineConfig:
     # student then trains on labelled + mined rows at equal compute, beside the anchors below.
     mined: str | None = None
     mined_scope: str = "run"  # run: only pairs joining two sentences of this run's labelled pairs; all: every pair
+    mined_strategies: tuple[str, ...] | None = None  # keep only the pairs these strategies found (None: all)
+    mined_budget: float | None = None  # at most this many mined pairs per labelled pair (×3 -> 3.0), nested budgets
     plain_dse_baseline: bool = True  # with mined pairs: also the DSE student without them
     augsbert_baseline: bool = False  # with mined pairs: also AugSBERT (task loss on gold + teacher labels)
     # "dse" or "label_only": train just that student and stop (no evaluation, no record), so the two
@@ -167,6 +169,13 @@ class PipelineConfig:
                                   f"{self.only_student!r}")
         if self.mined_scope not in MINED_SCOPES:
             raise ConfigError(f"mined_scope must be run or all, not {self.mined_scope!r}")
+        if self.mined_strategies is not None:
+            self.mined_strategies = tuple(s.strip() for s in self.mined_strategies if s.strip())
+            if not self.mined_strategies:
+                raise ConfigError("mined_strategies names no strategy")
+        if self.mined_budget is not None and not 0 < self.mined_budget < float("inf"):
+            raise ConfigError(f"mined_budget must be a positive multiple of the labelled pairs, not "
+                              f"{self.mined_budget}")
         if self.only_student in ("dse_mined", "augsbert") and not self.mined:
             raise ConfigError(f"only_student={self.only_student} needs mined pairs (mined=BUNDLE)")
         if self.teacher.seed != self.student.seed:

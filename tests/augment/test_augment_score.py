@@ -177,3 +177,33 @@ def test_the_student_side_reads_the_bundle(mined: MinedPairs, tmp_path: Path) ->
     assert rows.pairs.pairs() == mined.pairs.pairs() and rows.strategy == mined.strategy
     np.testing.assert_array_equal(rows.teacher_logits, scored.teacher_logits)
     assert rows.teacher == scored.teacher
+
+
+def test_restricting_keeps_the_named_strategies_and_nested_budgets(mined: MinedPairs, tmp_path: Path) -> None:
+    """Per-strategy rows and ×3/×10 budgets come from one bundle: a smaller budget is a subset of a larger one."""
+    from dsembed.augment import load_mined_rows
+
+    scored = score_mined(HashTeacher(MRPC), mined, cache=tmp_path / "store")
+    bm25 = scored.restrict(["bm25"])
+    assert len(bm25) == mined.strategy.count("bm25") > 0 and set(bm25.strategy) == {"bm25"}
+    small, large = scored.restrict(max_pairs=5), scored.restrict(max_pairs=12)
+    assert len(small) == 5 and len(large) == 12
+    assert set(small.pairs.pairs()) < set(large.pairs.pairs())  # nested, whatever the order of the bundle
+    reordered = scored.select(np.arange(len(scored))[::-1])
+    assert set(reordered.restrict(max_pairs=5).pairs.pairs()) == set(small.pairs.pairs())  # no seed, no order
+    index = {pair: i for i, pair in enumerate(scored.pairs.pairs())}
+    rows = [index[pair] for pair in large.pairs.pairs()]
+    assert rows == sorted(rows)  # bundle order is kept
+    np.testing.assert_array_equal(large.teacher_logits, scored.teacher_logits[rows])
+    both = scored.restrict(["random", "swap"], max_pairs=4)
+    assert len(both) == 4 and set(both.strategy) <= {"random", "swap"}
+    assert len(scored.restrict(max_pairs=10 * len(scored))) == len(scored)
+    with pytest.raises(ConfigError, match="no pairs of strategy embedding .*holds bm25, random, swap"):
+        scored.restrict(["embedding"])
+    with pytest.raises(ConfigError, match="at least one pair"):
+        scored.restrict(max_pairs=0)
+    folder = write_mined_bundle(scored, tmp_path / "bundle")
+    picked = load_mined_rows(folder, MRPC, strategies=["swap"], max_pairs=3)
+    assert len(picked) == 3 and set(picked.strategy) == {"swap"}
+    with pytest.raises(ConfigError, match="mined for task 'mrpc', not 'stsb'"):
+        load_mined_rows(folder, STSB)

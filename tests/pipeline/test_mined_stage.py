@@ -7,13 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from conftest import MAX_LEN, MRPC, HashTeacher, glue_dir, needs_glue
+from conftest import MAX_LEN, MRPC, HashTeacher, glue_dir, needs_glue, synthetic_pairs
 from dsembed.augment import mine_pairs, score_mined, write_mined_bundle
 from dsembed.config import PipelineConfig, StudentConfig, TeacherConfig
 from dsembed.data import load_glue
 from dsembed.errors import ConfigError, StaleLogitsError
 from dsembed.pipeline import run_pipeline
-from dsembed.teacher import write_logits_bundle
+from dsembed.pipeline.stages import mined_stage
+from dsembed.teacher import compute_teacher_logits, write_logits_bundle
 
 
 @needs_glue
@@ -54,3 +55,26 @@ def test_pipeline_trains_dse_with_mined_pairs_beside_its_anchors(tiny_base: str,
                        tmp_path / "other")
     with pytest.raises(StaleLogitsError, match="another teacher"):
         run_pipeline(replace(cfg, mined=str(tmp_path / "other"), output_dir=str(tmp_path / "run3")))
+
+
+def test_mined_stage_takes_a_strategy_and_a_budget_per_labelled_pair(tmp_path: Path) -> None:
+    """What the per-strategy and ×3/×10 rows of the augmentation tables train on (no student trained here)."""
+    task = MRPC
+    train = synthetic_pairs(task, 24, seed=3)
+    teacher = HashTeacher(task)
+    stored = compute_teacher_logits(teacher, train, cache=tmp_path / "logits", show_progress_bar=False)
+    mined = mine_pairs(train, strategies=("random", "bm25", "swap"), per_sentence=2, seed=0)
+    write_mined_bundle(score_mined(teacher, mined, cache=tmp_path / "cache"), tmp_path / "mined")
+    cfg = PipelineConfig(task="mrpc", output_dir=str(tmp_path / "run"), mined=str(tmp_path / "mined"))
+    info: dict = {}
+    rows = mined_stage(replace(cfg, mined_strategies=("bm25",)), task, train, stored, info)
+    assert set(rows.strategy) == {"bm25"} and len(rows) == mined.strategy.count("bm25")
+    assert info["mined"]["strategy_filter"] == ["bm25"] and info["mined"]["strategies"] == {"bm25": len(rows)}
+    x1 = mined_stage(replace(cfg, mined_budget=1.0), task, train, stored, {})
+    half = mined_stage(replace(cfg, mined_budget=0.5), task, train, stored, info)
+    assert len(x1) == 24 and len(half) == 12 and info["mined"]["budget_pairs"] == 12
+    assert set(half.pairs.pairs()) < set(x1.pairs.pairs())
+    with pytest.raises(ConfigError, match="no pairs of strategy embedding"):
+        mined_stage(replace(cfg, mined_strategies=("embedding",)), task, train, stored, {})
+    with pytest.raises(ConfigError, match="mined_budget must be a positive"):
+        replace(cfg, mined_budget=0.0)

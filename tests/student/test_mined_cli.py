@@ -80,6 +80,18 @@ def test_distill_with_a_mined_bundle_end_to_end(tiny_base: str, mrpc_train: Pair
     record = json.loads((tmp_path / "aug" / "training.json").read_text())
     assert record["optimizer_steps"] == 3 and record["recipe"] == "augsbert" and record["alpha_ignored"]
 
+    # a strategy and a budget pick from the same bundle; a strategy it lacks is a one-line error
+    result = runner.invoke(app, [str(a) for a in ("distill", "own", "-o", tmp_path / "bm25", "--recipe", "augsbert",
+                                                  "--max-steps", "2", "--mined-strategy", "bm25",
+                                                  "--mined-max-pairs", "5", *common)])
+    assert result.exit_code == 0, result.output
+    record = json.loads((tmp_path / "bm25" / "training.json").read_text())
+    assert record["mined"]["count"] == 5 and record["mined"]["strategies"] == {"bm25": 5}
+    result = runner.invoke(app, [str(a) for a in ("distill", "own", "-o", tmp_path / "swap", "--recipe", "augsbert",
+                                                  "--mined-strategy", "swap", *common)])
+    assert result.exit_code == 2 and "has no pairs of strategy swap (it holds bm25, random)" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "swap").exists()
+
 
 @pytest.mark.parametrize(("change", "message"), [
     ({"n_pairs": 19}, "bundle.json and logits.safetensors list different pairs"),

@@ -81,6 +81,45 @@ class ScoredPairs:
         """Refuse a bundle scored for other pairs than ``mined`` (naming the first differing row)."""
         self.as_teacher_logits().check_matches(mined.pairs, source=source or "mined bundle")
 
+    def restrict(self, strategies: Sequence[str] | None = None, max_pairs: int | None = None,
+                 source: str = "mined bundle") -> ScoredPairs:
+        """The pairs ``strategies`` found, then at most ``max_pairs`` of them, in bundle order.
+
+        The budget keeps the pairs with the smallest pair hashes: no seed is involved and a smaller
+        budget is always a subset of a larger one, so ×3 and ×10 rows differ only by the added pairs.
+        """
+        keep = np.arange(len(self))
+        if strategies is not None:
+            wanted = {s.strip() for s in strategies if s.strip()}
+            present = sorted(set(self.strategy))
+            unknown = sorted(wanted - set(present))
+            if unknown:
+                raise ConfigError(f"{source} has no pairs of strategy {', '.join(unknown)} "
+                                  f"(it holds {', '.join(present) or 'none'})")
+            keep = np.array([i for i in keep if self.strategy[i] in wanted], dtype=np.int64)
+        if max_pairs is not None:
+            if max_pairs < 1:
+                raise ConfigError(f"a mined-pair budget must keep at least one pair, got {max_pairs}")
+            if len(keep) > max_pairs:
+                hashes = self.pairs.pair_hashes()[keep]
+                keep = np.sort(keep[np.argsort(hashes, kind="stable")[:max_pairs]])
+        return self.select(keep)
+
+    def check_task(self, task: TaskSpec, source: str = "mined bundle") -> None:
+        """Refuse pairs mined for another task (their logits would mean something else)."""
+        if self.task and self.task != task.name:
+            raise ConfigError(f"{source}: the bundle was mined for task {self.task!r}, not {task.name!r}")
+
+    def as_rows(self, task: TaskSpec, source: str = "mined bundle") -> MinedRows:
+        """These pairs as ``distill(mined=...)`` takes them, checked against ``task``."""
+        self.check_task(task, source)
+        try:
+            rows = MinedRows(self.pairs, self.teacher_logits, list(self.strategy), self.teacher)
+        except ConfigError as exc:
+            raise CorruptFileError(f"{source}: {exc}") from exc
+        rows.check_task(task)
+        return rows
+
 
 def store_folder(cache: PathLike | None) -> Path:
     """Where mined-pair logits entries live: ``cache``, or ``$DSEMBED_CACHE/mined_logits``."""
@@ -217,18 +256,15 @@ def load_mined_bundle(folder: PathLike, mined: MinedPairs | None = None) -> Scor
     return scored
 
 
-def load_mined_rows(folder: PathLike, task: TaskSpec) -> MinedRows:
-    """A bundle as ``distill(mined=...)`` takes it, checked against ``task``.
+def load_mined_rows(folder: PathLike, task: TaskSpec, strategies: Sequence[str] | None = None,
+                    max_pairs: int | None = None) -> MinedRows:
+    """A bundle as ``distill(mined=...)`` takes it, checked against ``task``, optionally restricted
+    to some strategies and a budget (:meth:`ScoredPairs.restrict`).
 
     Read here, not in the student room: the bundle format belongs to this stage, and the student
     only knows the :class:`~dsembed.student.MinedRows` container (augment sits above student).
     """
     scored = load_mined_bundle(folder)
-    if scored.task and scored.task != task.name:
-        raise ConfigError(f"{folder}: the bundle was mined for task {scored.task!r}, not {task.name!r}")
-    try:
-        rows = MinedRows(scored.pairs, scored.teacher_logits, list(scored.strategy), scored.teacher)
-    except ConfigError as exc:
-        raise CorruptFileError(f"{folder}: {exc}") from exc
-    rows.check_task(task)
-    return rows
+    if strategies is not None or max_pairs is not None:
+        scored = scored.restrict(strategies, max_pairs, source=str(folder))
+    return scored.as_rows(task, source=str(folder))

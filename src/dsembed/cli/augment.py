@@ -26,6 +26,7 @@ from .common import (
     RayWorkersOpt,
     TaskArg,
     TrainOpt,
+    parse_strategies,
     setup,
     task_spec,
 )
@@ -98,7 +99,7 @@ def mine(
         typer.secho("warning: no --exclude given; dev/test sentences of your own data may end up in mined pairs",
                     fg=typer.colors.YELLOW, err=True)
     extras = read_sentence_pool(extra, extra_column) if extra else []
-    mined = mine_pairs(train_ds, strategies=[s.strip() for s in strategy.split(",") if s.strip()],
+    mined = mine_pairs(train_ds, strategies=list(parse_strategies(strategy) or ()),
                        per_sentence=_budget(per_sentence, budget), extra_sentences=extras, exclude=excluded,
                        encoder=encoder, seed=seed, max_pairs=max_pairs)
     mined.record["task"] = {"name": spec.name, "kind": spec.kind, "labels": list(spec.labels)}

@@ -107,6 +107,12 @@ def parse_labels(labels: str | None) -> tuple[str, ...]:
     return tuple(x.strip() for x in (labels or "").split(",") if x.strip())
 
 
+def parse_strategies(strategies: str | None) -> tuple[str, ...] | None:
+    """``"bm25,embedding"`` -> ``("bm25", "embedding")``; None (or nothing named) means every strategy."""
+    names = tuple(x.strip() for x in (strategies or "").split(",") if x.strip())
+    return names or None
+
+
 def parse_seeds(seeds: str) -> list[int]:
     """``"42,43,44"`` -> ``[42, 43, 44]`` (a one-line error for anything that is not an integer)."""
     try:

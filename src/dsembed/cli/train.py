@@ -31,6 +31,7 @@ from .common import (
     fail,
     parse_labels,
     parse_seeds,
+    parse_strategies,
     setup,
     task_and_data,
 )
@@ -73,6 +74,12 @@ def pipeline(
     mined_ratio: Annotated[float | None, typer.Option(help="mined rows per labelled row (default 1)")] = None,
     mined_scope: Annotated[str, typer.Option(
         help="run: only mined pairs joining two sentences of the run's labelled pairs; all: every pair")] = "run",
+    mined_strategy: Annotated[str | None, typer.Option(
+        help="comma-separated: keep only the mined pairs these strategies found (random, bm25, embedding, "
+             "swap)")] = None,
+    mined_budget: Annotated[float | None, typer.Option(
+        help="at most this many mined pairs per labelled pair (3 = ×3; nested: a smaller budget is a subset "
+             "of a larger one)")] = None,
     augsbert: Annotated[bool, typer.Option(
         help="with --mined: also the AugSBERT anchor (task loss on gold + teacher-labelled mined pairs)")] = False,
     plain_dse: Annotated[bool, typer.Option(help="with --mined: also the DSE student without mined pairs")] = True,
@@ -93,7 +100,8 @@ def pipeline(
         train_file=str(train) if train else None, dev_file=str(dev) if dev else None,
         test_file=str(test) if test else None, kind=kind,
         labels=parse_labels(labels), skip_bad=skip_bad, only_student=only_student,
-        mined=mined, mined_scope=mined_scope, augsbert_baseline=augsbert, plain_dse_baseline=plain_dse,
+        mined=mined, mined_scope=mined_scope, mined_strategies=parse_strategies(mined_strategy),
+        mined_budget=mined_budget, augsbert_baseline=augsbert, plain_dse_baseline=plain_dse,
         teacher={"base": teacher_base, "epochs": teacher_epochs},
         student={"base": student_base, "alpha": alpha, "pooling": pooling, "epochs": student_epochs,
                  "learning_rate": learning_rate, "head_learning_rate": head_learning_rate,
@@ -231,6 +239,12 @@ def distill(
     recipe: Annotated[str, typer.Option(
         help="dse: mined rows carry the distillation term; augsbert: task loss on the teacher's labels, "
              "alpha ignored")] = StudentConfig.recipe,
+    mined_strategy: Annotated[str | None, typer.Option(
+        help="comma-separated: keep only the mined pairs these strategies found (random, bm25, embedding, "
+             "swap)")] = None,
+    mined_max_pairs: Annotated[int | None, typer.Option(
+        help="keep at most N mined pairs (the N smallest pair hashes: a smaller budget is a subset of a "
+             "larger one)")] = None,
     max_steps: Annotated[int | None, typer.Option(help="train for exactly N optimiser steps")] = None,
     equal_compute: Annotated[bool, typer.Option(
         help="as many optimiser steps as the --epochs run on the labelled pairs alone")] = False,
@@ -254,7 +268,8 @@ def distill(
     stored = None
     if teacher_logits is not None and recipe != "augsbert":
         stored = TeacherLogits.load(teacher_logits).aligned_to(train_ds, source=str(teacher_logits))
-    mined_rows = load_mined_rows(mined, spec) if mined is not None else None
+    mined_rows = load_mined_rows(mined, spec, parse_strategies(mined_strategy), mined_max_pairs) \
+        if mined is not None else None
     trained = run_distill(spec, train_ds, dev_ds, output_dir, None if stored is None else stored.logits, config,
                           show_progress_bar=progress, mined=mined_rows)
     typer.echo(json.dumps({"model": str(trained.path), "source": trained.source,

@@ -147,8 +147,7 @@ def mined_stage(cfg: PipelineConfig, task: TaskSpec, train: PairDataset, stored:
     if not cfg.mined:
         return None
     scored = load_mined_bundle(cfg.mined)
-    if scored.task and scored.task != task.name:
-        raise StaleLogitsError(f"{cfg.mined} holds mined pairs for task {scored.task}, not {task.name}")
+    scored.check_task(task, source=cfg.mined)
     if scored.teacher_fingerprint and scored.teacher_fingerprint != stored.teacher_fingerprint:
         raise StaleLogitsError(f"{cfg.mined} was scored by another teacher ({scored.teacher}) than the run's "
                                "training-pair logits; score the mined pairs with the run's teacher")
@@ -156,12 +155,18 @@ def mined_stage(cfg: PipelineConfig, task: TaskSpec, train: PairDataset, stored:
     if cfg.mined_scope == "run":
         own = set(train.sentence1) | set(train.sentence2)
         scored = scored.select([i for i, (a, b) in enumerate(scored.pairs.pairs()) if a in own and b in own])
+    budget = None if cfg.mined_budget is None else max(1, round(cfg.mined_budget * len(train)))
+    if len(scored):
+        scored = scored.restrict(cfg.mined_strategies, budget, source=cfg.mined)
     if not len(scored):
         raise ConfigError(f"none of the {total} mined pairs in {cfg.mined} joins two sentences of this run's "
-                          f"{len(train)} training pairs (mined_scope={cfg.mined_scope!r})")
-    rows = MinedRows(scored.pairs, scored.teacher_logits, scored.strategy, teacher=scored.teacher)
+                          f"{len(train)} training pairs (mined_scope={cfg.mined_scope!r}, "
+                          f"strategies={cfg.mined_strategies or 'all'})")
+    rows = scored.as_rows(task, source=cfg.mined)
     stage_info["mined"] = {"bundle": cfg.mined, "scope": cfg.mined_scope, "in_bundle": total, "used": len(rows),
-                           "strategies": rows.strategy_counts(), "teacher": scored.teacher}
+                           "strategies": rows.strategy_counts(), "teacher": scored.teacher,
+                           "strategy_filter": list(cfg.mined_strategies) if cfg.mined_strategies else None,
+                           "budget_per_labelled_pair": cfg.mined_budget, "budget_pairs": budget}
     return rows
 
 
