@@ -38,6 +38,10 @@ SECTIONS = {
     "full_minilm_teacher": ("Full-size runs with the earlier MiniLM cross-encoder teacher",
                             "Same students and baselines, distilled from an all-MiniLM-L6-v2 cross-encoder "
                             "fine-tuned on this CPU (kept for comparison of teacher routes)."),
+    "full_seed43": ("Full-size DSE students, seed 43", "All training pairs, default hyper-parameters, the "
+                    "ensemble teacher of the full-size runs above; a second seed of their DSE students (no "
+                    "label-only student at this seed), trained for the deployment benchmark (`results/export/`). "
+                    "Dev and test metrics in %."),
     "quick": ("Pipeline runs: profile `quick`, one seed", "Reduced configuration (the main job before the "
               "augmentation stage); indicative only."),
 }
@@ -112,6 +116,12 @@ def _results_table(rec: dict[str, Any]) -> list[str]:
         deg = rec["relative_degradation_pct"].get(name)
         lines.append(f"| {NAMES.get(name, name)} | " + " | ".join(_fmt(values.get(m)) for m in metrics)
                      + f" | {_fmt(deg, signed=True)} |")
+    test = rec.get("test_results") or {}
+    if test:  # reported where labels exist, never selected on
+        lines += ["", f"Test split ({rec['test_pairs']} pairs; checkpoints were selected on dev):", "",
+                  "| model (test) | " + " | ".join(metrics) + " |", "|---|" + "---:|" * len(metrics)]
+        for name, values in sorted(test.items(), key=lambda kv: list(NAMES).index(kv[0]) if kv[0] in NAMES else 99):
+            lines.append(f"| {NAMES.get(name, name)} | " + " | ".join(_fmt(values.get(m)) for m in metrics) + " |")
     return lines
 
 
@@ -473,12 +483,67 @@ def seed_summary_section(rec: dict[str, Any], title: str) -> list[str]:
     return lines
 
 
+def augment_sections() -> list[str]:
+    """Per-strategy and per-budget rows of the DSE + mined student (benchmarks/augment_strategies.py)."""
+    folder = RESULTS / "augment"
+    out: list[str] = []
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        out += augment_section(json.loads(path.read_text()), f"results/augment/{path.name}")
+    return out
+
+
+def augment_section(rec: dict[str, Any], source: str) -> list[str]:
+    main, seeds = rec["main_metric"], rec["seeds"]
+    lines = [f"## Which mining strategy pays: {rec['task'].upper()}, {rec['train_pairs']} labelled pairs per seed",
+             "", f"`python {rec['command']}` (`{source}`), over the seeds {', '.join(map(str, seeds))} of the base "
+             f"run `{rec['base_command']}`. Teacher: {rec['teacher']}; mined pairs from `{rec['mined_bundle']}`. "
+             "Each row is the DSE + mined pairs student with the mined pairs restricted to the named strategies "
+             "and at most *budget* × the labelled pairs (the pairs with the smallest pair hashes, so a smaller "
+             "budget's pairs are a subset of a larger one's), at the same optimiser steps as the label-only "
+             "student it is paired with (same seed, same labelled pairs). Mean ± sample std over the seeds; "
+             "checkpoints selected on dev, test only reported.", "",
+             f"| mined pairs | pairs used (per seed) | dev {main} | test {main} | dev − label-only | "
+             "test − label-only | dev Spearman to teacher |", "|---|---|---:|---:|---:|---:|---:|"]
+
+    def diff(values: dict[str, Any] | None) -> str:
+        if not values:
+            return "–"
+        ahead = sum(v > 0 for v in values["values"])
+        return f"{values['mean']:+.2f} ± {values['std']:.2f} ({ahead}/{values['n']})"
+
+    def metric(table: dict[str, Any] | None) -> str:
+        return _mean_std((table or {}).get(main))
+
+    for row in rec["variants"]:
+        strategies = row["strategies"] if row["strategies"] == "all" else "+".join(row["strategies"])
+        cap = row["budget_per_labelled_pair"]
+        budget = "whole bundle" if cap is None else f"≤ ×{cap:g}"
+        fidelity = _mean_std((row.get("fidelity_dev") or {}).get("spearman"))
+        lines.append(f"| {strategies}, {budget} | {', '.join(map(str, row['mined_pairs_used']))} | "
+                     f"{metric(row['dev'])} | {metric(row['test'])} | {diff(row['dev_minus_label_only'])} | "
+                     f"{diff(row['test_minus_label_only'])} | {fidelity} |")
+    label_only, cosine = rec["label_only"], rec["pretrained_cosine"]
+    lines.append(f"| label-only student (α=0) | – | {metric(label_only['dev'])} | {metric(label_only['test'])} | – "
+                 f"| – | {_mean_std((label_only.get('fidelity_dev') or {}).get('spearman'))} |")
+    if cosine.get("dev"):
+        lines.append(f"| pretrained encoder + cosine | – | {metric(cosine['dev'])} | {metric(cosine['test'])} | – | – "
+                     "| – |")
+    best = max(rec["variants"], key=lambda r: r["dev"][main]["mean"])
+    lines += ["", f"- Highest dev {main} (the only selection; test is reported): {best['variant']}. "
+              "(n/n) counts the seeds on which the row is ahead of label-only.",
+              f"- Wall time: {rec['wall_seconds']:.0f} s for the variants (the base run's students reused); "
+              f"machine: {rec['environment']['platform']}, {rec['environment']['cpu_count']} CPUs, torch "
+              f"{rec['environment']['torch']}. Finished {rec['finished_at']}.", ""]
+    return lines
+
+
 def render() -> str:
     """RESULTS.md as the records under results/ say it should read."""
     out = ["# Results", "",
            "Generated by `python scripts/make_results.py` from the JSON records under `results/`; "
            "do not edit by hand. Each record names the command, machine and library versions that made it.", ""]
     out += seed_summary_sections()
+    out += augment_sections()
     out += teacher_routes_section()
     for kind in SECTIONS:
         folder = RESULTS / kind

@@ -83,6 +83,8 @@ def pipeline(
     augsbert: Annotated[bool, typer.Option(
         help="with --mined: also the AugSBERT anchor (task loss on gold + teacher-labelled mined pairs)")] = False,
     plain_dse: Annotated[bool, typer.Option(help="with --mined: also the DSE student without mined pairs")] = True,
+    label_only: Annotated[bool, typer.Option(
+        help="also the label-only student (alpha=0), the baseline distillation must beat")] = True,
     only_student: Annotated[str | None, typer.Option(
         help="dse, label-only, dse-mined or augsbert: train just that student and stop, so two processes can "
              "train students side by side (once the teacher stage is done, or with --teacher-logits); run again "
@@ -102,6 +104,7 @@ def pipeline(
         labels=parse_labels(labels), skip_bad=skip_bad, only_student=only_student,
         mined=mined, mined_scope=mined_scope, mined_strategies=parse_strategies(mined_strategy),
         mined_budget=mined_budget, augsbert_baseline=augsbert, plain_dse_baseline=plain_dse,
+        label_only_baseline=label_only,
         teacher={"base": teacher_base, "epochs": teacher_epochs},
         student={"base": student_base, "alpha": alpha, "pooling": pooling, "epochs": student_epochs,
                  "learning_rate": learning_rate, "head_learning_rate": head_learning_rate,
