@@ -21,6 +21,8 @@ TaskArg = Annotated[str, typer.Argument(help="GLUE task (mrpc, stsb, rte, qnli, 
 ModelArg = Annotated[Path, typer.Argument(help="a dsembed student folder")]
 TrainOpt = Annotated[Path | None, typer.Option(help="own train file (.tsv/.csv/.jsonl: sentence1, sentence2, label)")]
 DevOpt = Annotated[Path | None, typer.Option(help="own dev file (same format)")]
+MinedStrategyOpt = Annotated[str | None, typer.Option(
+    help="comma-separated: keep only the mined pairs these strategies found (random, bm25, embedding, swap)")]
 KindOpt = Annotated[str | None, typer.Option(help="own task kind: binary, regression or multiclass")]
 LabelsOpt = Annotated[str | None, typer.Option(help="own task labels in class order, comma separated")]
 DataDirOpt = Annotated[Path | None, typer.Option(help="folder with GLUE TSVs (default: $DSEMBED_GLUE_DIR or the "

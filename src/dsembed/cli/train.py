@@ -20,6 +20,7 @@ from .common import (
     DevOpt,
     KindOpt,
     LabelsOpt,
+    MinedStrategyOpt,
     ProgressOpt,
     RayCpusOpt,
     RayGpusOpt,
@@ -74,9 +75,7 @@ def pipeline(
     mined_ratio: Annotated[float | None, typer.Option(help="mined rows per labelled row (default 1)")] = None,
     mined_scope: Annotated[str, typer.Option(
         help="run: only mined pairs joining two sentences of the run's labelled pairs; all: every pair")] = "run",
-    mined_strategy: Annotated[str | None, typer.Option(
-        help="comma-separated: keep only the mined pairs these strategies found (random, bm25, embedding, "
-             "swap)")] = None,
+    mined_strategy: MinedStrategyOpt = None,
     mined_budget: Annotated[float | None, typer.Option(
         help="at most this many mined pairs per labelled pair (3 = ×3; nested: a smaller budget is a subset "
              "of a larger one)")] = None,
@@ -242,9 +241,7 @@ def distill(
     recipe: Annotated[str, typer.Option(
         help="dse: mined rows carry the distillation term; augsbert: task loss on the teacher's labels, "
              "alpha ignored")] = StudentConfig.recipe,
-    mined_strategy: Annotated[str | None, typer.Option(
-        help="comma-separated: keep only the mined pairs these strategies found (random, bm25, embedding, "
-             "swap)")] = None,
+    mined_strategy: MinedStrategyOpt = None,
     mined_max_pairs: Annotated[int | None, typer.Option(
         help="keep at most N mined pairs (the N smallest pair hashes: a smaller budget is a subset of a "
              "larger one)")] = None,
