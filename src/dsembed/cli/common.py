@@ -144,10 +144,3 @@ def task_and_data(task: str, train: Path | None, dev: Path | None, kind: str | N
         if ds.skipped:
             typer.secho(f"skipped {ds.skipped} malformed rows in {ds.source}", fg=typer.colors.YELLOW, err=True)
     return spec, train_ds, dev_ds
-
-
-def load_student(path: Path, device: str | None = None) -> Any:
-    """A saved student (on ``device``; default: a GPU if there is one), or a one-line error naming the folder."""
-    from ..student import DSEModel
-
-    return DSEModel.load(path, device=device)

@@ -22,7 +22,6 @@ from .common import (
     RayGpusOpt,
     RayOpt,
     RayWorkersOpt,
-    load_student,
     setup,
 )
 from .export import BackendOpt, load_with_backend
@@ -182,7 +181,7 @@ def index_ann(
     setup()
     from ..retrieval import build_ann, open_store
 
-    student = load_student(model) if model is not None else None
+    student = load_with_backend(model) if model is not None else None
     metas = []
     st = open_store(store, student)
     for k in _kinds(kind):

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from .common import App, DataDirOpt, DeviceOpt, ModelArg, ProgressOpt, SkipOpt, TaskArg, fail, load_student, setup
+from .common import App, DataDirOpt, DeviceOpt, ModelArg, ProgressOpt, SkipOpt, TaskArg, fail, setup
 from .export import BackendOpt, load_with_backend
 
 
@@ -27,7 +27,7 @@ def evaluate(
     from ..evaluation import compute_metrics, evaluate_student, relative_degradation
     from ..teacher import load_teacher
 
-    student = load_student(model)
+    student = load_with_backend(model)
     spec = student.task
     ds = read_pairs(data, spec, skip_bad=skip_bad) if data else \
         load_glue(task, split, data_dir=data_dir, skip_bad=skip_bad)
@@ -50,7 +50,7 @@ def eval_sts(
     setup()
     from ..evaluation import evaluate_sts_file
 
-    result = evaluate_sts_file(load_student(model), file, batch_size=batch_size, skip_bad=skip_bad,
+    result = evaluate_sts_file(load_with_backend(model), file, batch_size=batch_size, skip_bad=skip_bad,
                                show_progress_bar=progress)
     typer.echo(json.dumps(result, indent=2))
 
