@@ -97,6 +97,7 @@ def test_query_sample_is_seeded_and_sorted() -> None:
     assert a == query_sample(100, 10, seed=5) == sorted(a) and len(set(a)) == 10
     assert a != query_sample(100, 10, seed=6)
     assert query_sample(7, None, 0) == query_sample(7, 50, 0) == list(range(7))
+    assert set(query_sample(100, 4, seed=5)) < set(a) < set(query_sample(100, 40, seed=5))  # nested samples
 
 
 def test_bad_config_is_refused_before_work() -> None:
