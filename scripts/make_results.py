@@ -38,10 +38,11 @@ SECTIONS = {
     "full_minilm_teacher": ("Full-size runs with the earlier MiniLM cross-encoder teacher",
                             "Same students and baselines, distilled from an all-MiniLM-L6-v2 cross-encoder "
                             "fine-tuned on this CPU (kept for comparison of teacher routes)."),
-    "full_seed43": ("Full-size DSE students, seed 43", "All training pairs, default hyper-parameters, the "
-                    "ensemble teacher of the full-size runs above; a second seed of their DSE students (no "
-                    "label-only student at this seed), trained for the deployment benchmark (`results/export/`). "
-                    "Dev and test metrics in %."),
+    "full_seed43": ("Full-size DSE students, seed 43, with test metrics", "All training pairs, default "
+                    "hyper-parameters, the ensemble teacher of the full-size runs above; the seed-43 DSE students "
+                    "of the 8-epoch sweep rows below (`epochs-8-seed-43`), trained again from scratch for the "
+                    "deployment benchmark (`results/export/`), so their test metrics can be reported (no "
+                    "label-only student here). Dev and test metrics in %."),
     "quick": ("Pipeline runs: profile `quick`, one seed", "Reduced configuration (the main job before the "
               "augmentation stage); indicative only."),
 }
