@@ -157,7 +157,7 @@ def mined_stage(cfg: PipelineConfig, task: TaskSpec, train: PairDataset, stored:
         scored = scored.select([i for i, (a, b) in enumerate(scored.pairs.pairs()) if a in own and b in own])
     budget = None if cfg.mined_budget is None else max(1, round(cfg.mined_budget * len(train)))
     if len(scored):
-        scored = scored.restrict(cfg.mined_strategies, budget, source=cfg.mined)
+        scored = scored.restrict(cfg.mined_strategies, budget, source=f"{cfg.mined} (scope {cfg.mined_scope})")
     if not len(scored):
         raise ConfigError(f"none of the {total} mined pairs in {cfg.mined} joins two sentences of this run's "
                           f"{len(train)} training pairs (mined_scope={cfg.mined_scope!r}, "
