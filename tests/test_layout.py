@@ -113,3 +113,18 @@ def test_artefact_names_are_spelled_once() -> None:
         text = path.read_text()
         spelled += [f"{path.relative_to(SRC)}: {n}" for n in names if f'"{n}"' in text or f"'{n}'" in text]
     assert not spelled, spelled
+
+
+def test_every_import_in_the_readme_resolves() -> None:
+    """Each ``from dsembed… import …`` in the README's Python blocks names something that exists there."""
+    import importlib
+
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    found = []
+    for block in blocks:
+        for module, names in re.findall(r"^from (dsembed[\w.]*) import \(?([^)\n]*(?:\n[^)\n]*)*?)\)?$", block,
+                                        flags=re.M):
+            for name in re.findall(r"\w+", names.split("#")[0]):
+                found.append((module, name))
+                assert hasattr(importlib.import_module(module), name), f"README: from {module} import {name}"
+    assert len(found) > 5, found
