@@ -138,7 +138,7 @@ class _Deduper:
         self.mined_any.update((pair, pair[::-1]))
 
 
-def _budgets(strategies: Sequence[str], per_sentence: int | dict[str, int]) -> dict[str, int]:
+def mining_budgets(strategies: Sequence[str], per_sentence: int | dict[str, int]) -> dict[str, int]:
     """Per-strategy budgets, checked: known names, no repeats, non-negative counts."""
     unknown = [s for s in strategies if s not in STRATEGIES]
     if unknown or not strategies:
@@ -221,7 +221,7 @@ def mine_pairs(train: PairDataset, *, strategies: Sequence[str] = ("random", "bm
     sample of the mined rows (in mined order), so every strategy keeps its share.
     """
     started = time.perf_counter()
-    budgets = _budgets(list(strategies), per_sentence)
+    budgets = mining_budgets(list(strategies), per_sentence)
     if max_pairs is not None and max_pairs < 0:
         raise ConfigError(f"max_pairs must be >= 0, got {max_pairs}")
     pool = build_pool(train, extra_sentences, exclude)

@@ -89,8 +89,11 @@ def mine(
     """Mine unlabelled pairs from the training sentences (never a dev/test sentence) for the teacher to score."""
     setup()
     from ..augment import mine_pairs, read_sentence_pool
+    from ..augment.mine import mining_budgets
     from ..data import load_glue, read_pairs
 
+    names, per = list(parse_strategies(strategy) or ()), _budget(per_sentence, budget)
+    mining_budgets(names, per)  # a bad strategy or budget fails before any data is read
     spec = task_spec(task, kind, labels)
     own = kind is not None
     train_ds = read_pairs(train, spec, require_labels=False) if train else load_glue(spec, "train", data_dir=data_dir)
@@ -99,8 +102,7 @@ def mine(
         typer.secho("warning: no --exclude given; dev/test sentences of your own data may end up in mined pairs",
                     fg=typer.colors.YELLOW, err=True)
     extras = read_sentence_pool(extra, extra_column) if extra else []
-    mined = mine_pairs(train_ds, strategies=list(parse_strategies(strategy) or ()),
-                       per_sentence=_budget(per_sentence, budget), extra_sentences=extras, exclude=excluded,
+    mined = mine_pairs(train_ds, strategies=names, per_sentence=per, extra_sentences=extras, exclude=excluded,
                        encoder=encoder, seed=seed, max_pairs=max_pairs)
     mined.record["task"] = {"name": spec.name, "kind": spec.kind, "labels": list(spec.labels)}
     mined.save(output)
