@@ -106,6 +106,16 @@ def pipeline_section(kind: str, records: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _in_row_order(table: dict[str, Any]) -> list[tuple[str, Any]]:
+    """A results table's rows in the order of NAMES (teacher, students, baselines), unknown rows last."""
+    return sorted(table.items(), key=lambda kv: list(NAMES).index(kv[0]) if kv[0] in NAMES else 99)
+
+
+def _machine(rec: dict[str, Any]) -> str:
+    env = rec["environment"]
+    return f"machine: {env['platform']}, {env['cpu_count']} CPUs, torch {env['torch']}. Finished {rec['finished_at']}."
+
+
 def _results_table(rec: dict[str, Any]) -> list[str]:
     """A task's heading and its table: every model's dev metrics and relative degradation vs the teacher."""
     task, main = rec["task"], rec["main_metric"]
@@ -113,7 +123,7 @@ def _results_table(rec: dict[str, Any]) -> list[str]:
     lines = [f"### {task.upper()} ({rec['train_pairs']} train pairs, {rec['dev_pairs']} dev pairs)", ""]
     lines.append("| model | " + " | ".join(metrics) + f" | rel. degradation of {main} vs teacher (%) |")
     lines.append("|---|" + "---:|" * (len(metrics) + 1))
-    ordered = sorted(rec["results"].items(), key=lambda kv: list(NAMES).index(kv[0]) if kv[0] in NAMES else 99)
+    ordered = _in_row_order(rec["results"])
     for name, values in ordered:
         deg = rec["relative_degradation_pct"].get(name)
         lines.append(f"| {NAMES.get(name, name)} | " + " | ".join(_fmt(values.get(m)) for m in metrics)
@@ -122,7 +132,7 @@ def _results_table(rec: dict[str, Any]) -> list[str]:
     if test:  # reported where labels exist, never selected on
         lines += ["", f"Test split ({rec['test_pairs']} pairs; checkpoints were selected on dev):", "",
                   "| model (test) | " + " | ".join(metrics) + " |", "|---|" + "---:|" * len(metrics)]
-        for name, values in sorted(test.items(), key=lambda kv: list(NAMES).index(kv[0]) if kv[0] in NAMES else 99):
+        for name, values in _in_row_order(test):
             lines.append(f"| {NAMES.get(name, name)} | " + " | ".join(_fmt(values.get(m)) for m in metrics) + " |")
     return lines
 
@@ -456,7 +466,7 @@ def seed_summary_section(rec: dict[str, Any], title: str) -> list[str]:
         if not table:
             continue
         lines += [f"| model ({split}) | " + " | ".join(metrics) + " |", "|---|" + "---:|" * len(metrics)]
-        ordered = sorted(table.items(), key=lambda kv: list(NAMES).index(kv[0]) if kv[0] in NAMES else 99)
+        ordered = _in_row_order(table)
         for name, values in ordered:
             lines.append(f"| {NAMES.get(name, name)} | " + " | ".join(_mean_std(values.get(m)) for m in metrics)
                          + " |")
@@ -480,8 +490,7 @@ def seed_summary_section(rec: dict[str, Any], title: str) -> list[str]:
     verdict = f" ({'within' if wall < 600 else 'OVER'} the 10-minute target)" if "main_job_wall_seconds" in rec else \
         " (students an earlier run with the same settings had trained were reused)"
     lines += [f"- Wall time: {wall:.0f} s end to end{verdict}; "
-              f"machine: {rec['environment']['platform']}, {rec['environment']['cpu_count']} CPUs, torch "
-              f"{rec['environment']['torch']}. Finished {rec['finished_at']}.", ""]
+              + _machine(rec), ""]
     return lines
 
 
@@ -534,8 +543,7 @@ def augment_section(rec: dict[str, Any], source: str) -> list[str]:
     lines += ["", f"- Highest dev {main} (the only selection; test is reported): {best['variant']}. "
               "(n/n) counts the seeds on which the row is ahead of label-only.",
               f"- Wall time: {rec['wall_seconds']:.0f} s for the variants (the base run's students reused); "
-              f"machine: {rec['environment']['platform']}, {rec['environment']['cpu_count']} CPUs, torch "
-              f"{rec['environment']['torch']}. Finished {rec['finished_at']}.", ""]
+              + _machine(rec), ""]
     return lines
 
 
