@@ -155,13 +155,12 @@ def mined_stage(cfg: PipelineConfig, task: TaskSpec, train: PairDataset, stored:
     if cfg.mined_scope == "run":
         own = set(train.sentence1) | set(train.sentence2)
         scored = scored.select([i for i, (a, b) in enumerate(scored.pairs.pairs()) if a in own and b in own])
-    budget = None if cfg.mined_budget is None else max(1, round(cfg.mined_budget * len(train)))
-    if len(scored):
-        scored = scored.restrict(cfg.mined_strategies, budget, source=f"{cfg.mined} (scope {cfg.mined_scope})")
     if not len(scored):
         raise ConfigError(f"none of the {total} mined pairs in {cfg.mined} joins two sentences of this run's "
-                          f"{len(train)} training pairs (mined_scope={cfg.mined_scope!r}, "
-                          f"strategies={cfg.mined_strategies or 'all'})")
+                          f"{len(train)} training pairs (mined_scope={cfg.mined_scope!r})")
+    budget = None if cfg.mined_budget is None else max(1, round(cfg.mined_budget * len(train)))
+    # never empty: a strategy the pairs lack is an error, a budget keeps at least one pair
+    scored = scored.restrict(cfg.mined_strategies, budget, source=f"{cfg.mined} (scope {cfg.mined_scope})")
     rows = scored.as_rows(task, source=cfg.mined)
     stage_info["mined"] = {"bundle": cfg.mined, "scope": cfg.mined_scope, "in_bundle": total, "used": len(rows),
                            "strategies": rows.strategy_counts(), "teacher": scored.teacher,
