@@ -25,7 +25,7 @@ from typing import Any
 
 from dsembed.artifacts import RUN_RECORD, SEED_DIR
 from dsembed.config import PipelineConfig
-from dsembed.errors import ConfigError
+from dsembed.errors import DsembedError
 from dsembed.pipeline import run_seeds
 from dsembed.utils import atomic_write_json, environment_record
 
@@ -90,7 +90,7 @@ def main() -> None:
         print(f"variant {name}: {out}", file=sys.stderr)
         try:
             summary = run_seeds(variant, seeds, jobs=args.jobs)
-        except ConfigError as exc:
+        except DsembedError as exc:
             raise SystemExit(f"error: variant {name}: {exc}") from None
         rows.append(variant_row(name, summary, strategies, budget))
     label_only = {"dev": base["results"]["label_only_student"],
