@@ -21,10 +21,16 @@ import argparse
 import sys
 from pathlib import Path
 
-from dsembed.artifacts import RETRIEVAL_PLOT, RETRIEVAL_QNLI_SPLIT, RETRIEVAL_QNLI_TRAIN, RETRIEVAL_RECORD
+from dsembed.artifacts import (
+    RETRIEVAL_PLOT,
+    RETRIEVAL_QNLI_FILES,
+    RETRIEVAL_QNLI_SPLIT,
+    RETRIEVAL_QNLI_TRAIN,
+    RETRIEVAL_RECORD,
+)
 from dsembed.bench import RetrievalEvalConfig, evaluate_retrieval
 from dsembed.bench.retrieval_eval import summary_rows
-from dsembed.data import BUILTIN_SETS, load_ranking_set, qnli_halves
+from dsembed.data import BUILTIN_SETS, PairDataset, load_ranking_set, qnli_halves, split_by_question
 from dsembed.evaluation.plots import plot_quality_vs_teacher_calls
 from dsembed.tasks import get_task
 from dsembed.utils import atomic_write_bytes, atomic_write_json
@@ -45,17 +51,31 @@ def _per_set(values: list[str], option: str) -> dict[str, list[tuple[str, str]]]
     return out
 
 
-def export_qnli_train(folder: Path, seed: int) -> None:
-    """The QNLI dev half whose questions the benchmark never asks, as a TSV to distil on (+ the split record)."""
+def _write_pairs(path: Path, data: PairDataset, labels: tuple[str, ...]) -> None:
+    rows = [f"{a}\t{b}\t{labels[int(y)]}" for a, b, y in zip(data.sentence1, data.sentence2, data.labels, strict=True)]
+    atomic_write_bytes(path, ("\n".join(["sentence1\tsentence2\tlabel", *rows]) + "\n").encode())
+
+
+def export_qnli_train(folder: Path, seed: int, dev_fraction: float) -> None:
+    """The QNLI dev half whose questions the benchmark never asks, as TSVs to distil on (+ the split record).
+
+    ``qnli_train_half.tsv`` is the whole half; ``train.tsv`` / ``dev.tsv`` split it by question so that
+    teacher and student checkpoints are selected on the train half only; ``test.tsv`` is the benchmark
+    half's pairs, for the pair-classification accuracy that is reported and never selected on.
+    """
     halves = qnli_halves(seed=seed)
     labels = get_task("qnli").labels
-    rows = [f"{a}\t{b}\t{labels[int(y)]}" for a, b, y in
-            zip(halves.train.sentence1, halves.train.sentence2, halves.train.labels, strict=True)]
-    text = "\n".join(["sentence1\tsentence2\tlabel", *rows]) + "\n"
-    atomic_write_bytes(folder / RETRIEVAL_QNLI_TRAIN, text.encode())
-    atomic_write_json(folder / RETRIEVAL_QNLI_SPLIT, halves.record)
-    questions = halves.record["train_half"]["questions"]
-    print(f"wrote {folder / RETRIEVAL_QNLI_TRAIN} ({len(rows)} pairs, {questions} questions)")
+    train, dev = split_by_question(halves.train, dev_fraction, seed=seed)
+    bench_pairs = halves.bench_pairs
+    _write_pairs(folder / RETRIEVAL_QNLI_TRAIN, halves.train, labels)
+    for name, part in zip(RETRIEVAL_QNLI_FILES, (train, dev, bench_pairs), strict=True):
+        _write_pairs(folder / name, part, labels)
+    record = {**halves.record, "dev_fraction": dev_fraction,
+              "files": {name: len(part) for name, part in zip(RETRIEVAL_QNLI_FILES, (train, dev, bench_pairs),
+                                                              strict=True)}}
+    atomic_write_json(folder / RETRIEVAL_QNLI_SPLIT, record)
+    print(f"wrote {folder} (train half {len(halves.train)} pairs, {halves.record['train_half']['questions']} "
+          f"questions: {len(train)} train / {len(dev)} dev pairs; {len(bench_pairs)} benchmark pairs as test)")
 
 
 def main() -> None:
@@ -71,9 +91,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "retrieval")
     parser.add_argument("--work-dir", type=Path, default=None)
     parser.add_argument("--export-qnli-train", type=Path, default=None, metavar="DIR")
+    parser.add_argument("--dev-fraction", type=float, default=0.15,
+                        help="--export-qnli-train: share of the train half's questions held out to select on")
     args = parser.parse_args()
     if args.export_qnli_train is not None:
-        export_qnli_train(args.export_qnli_train, args.split_seed)
+        export_qnli_train(args.export_qnli_train, args.split_seed, args.dev_fraction)
         return
     students, teachers = _per_set(args.student, "--student"), _per_set(args.teacher, "--teacher")
     for set_name in [s.strip() for s in args.sets.split(",") if s.strip()]:

@@ -87,4 +87,6 @@ RETRIEVAL_TEACHER_DIR = "teacher_scores"  # the pair-hash keyed teacher score ca
 RETRIEVAL_RECORD = "{set}.json"  # benchmarks/retrieval_bench.py: one record per benchmark set
 RETRIEVAL_PLOT = "{set}.png"  # quality against teacher calls per query
 RETRIEVAL_QNLI_TRAIN = "qnli_train_half.tsv"  # benchmarks/retrieval_bench.py --export-qnli-train: pairs to distil on
+RETRIEVAL_QNLI_FILES = ("train.tsv", "dev.tsv", "test.tsv")  # ... the train half split by question into train and
+# a dev part to select checkpoints on, and the benchmark half's pairs (test: reported, never selected on)
 RETRIEVAL_QNLI_SPLIT = "qnli_split.json"  # ... and the split's record (seed, sizes, question hashes)

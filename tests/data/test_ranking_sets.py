@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from conftest import needs_glue
-from dsembed.data import PairDataset, load_ranking_set, qnli_halves, ranking_set_from_pairs
+from dsembed.data import PairDataset, load_ranking_set, qnli_halves, ranking_set_from_pairs, split_by_question
 from dsembed.errors import ConfigError
 
 
@@ -87,6 +87,31 @@ def test_qnli_halves_disjoint_deterministic_and_recorded() -> None:
         number = int(text.split()[1].rstrip("?"))
         assert _relevant_texts(halves.bench, q) == {f"sentence {number}-{number % 3}.": 1.0}
     assert halves.bench.exclude == [-1] * 6 and halves.record["seed"] == 3
+
+
+def test_qnli_halves_carry_the_bench_pairs() -> None:
+    data = _qnli()
+    halves = qnli_halves(data=data, seed=3)
+    assert len(halves.bench_pairs) == 18 and set(halves.bench_pairs.sentence1) == set(halves.bench.queries)
+    assert sorted(halves.bench_pairs.sentence2) == sorted(halves.bench.candidates)
+
+
+def test_split_by_question_keeps_questions_whole() -> None:
+    data = _qnli(20)
+    rest, held = split_by_question(data, 0.25, seed=1)
+    assert not set(rest.sentence1) & set(held.sentence1)
+    assert len(set(held.sentence1)) == 5 and len(held) == 15 and len(rest) == 45
+    for part in (rest, held):  # every pair of a question went with it, labels aligned
+        for q, s, y in zip(part.sentence1, part.sentence2, part.labels, strict=True):
+            number, j = map(int, s.removeprefix("sentence ").rstrip(".").split("-"))
+            assert q == f"question {number}?" and y == float(j == number % 3)
+    again = split_by_question(data, 0.25, seed=1)[1]
+    assert again.sentence1 == held.sentence1
+    assert split_by_question(data, 0.25, seed=2)[1].sentence1 != held.sentence1
+    with pytest.raises(ConfigError, match="fraction"):
+        split_by_question(data, 1.0)
+    with pytest.raises(ConfigError, match="cannot be split"):
+        split_by_question(_qnli(1), 0.5)
 
 
 @needs_glue

@@ -95,7 +95,8 @@ def test_cli_export_logits_then_pipeline_refuses_stale_bundle(binary_teacher: Pa
 
     runner = CliRunner()
     train, dev = _pipeline_data()
-    for name, data in (("train", train), ("dev", dev)):
+    test = dev.select(range(7))
+    for name, data in (("train", train), ("dev", dev), ("test", test)):
         with open(tmp_path / f"{name}.tsv", "w") as handle:
             handle.write("label\tsentence1\tsentence2\n")
             for s1, s2, label in zip(data.sentence1, data.sentence2, data.labels, strict=True):
@@ -106,8 +107,16 @@ def test_cli_export_logits_then_pipeline_refuses_stale_bundle(binary_teacher: Pa
     assert result.exit_code == 0, result.output
     assert "40 train + 20 dev teacher logits" in result.output
     bundle = LogitsBundle.load(tmp_path / "bundle")
+    assert bundle.test is None
     np.testing.assert_allclose(bundle.dev.logits, Teacher(binary_teacher, MRPC, device="cpu")
                                .predict_logits(dev.pairs()), atol=1e-5)
+    # --test: the bundle also carries the test logits (the pipeline's teacher test row needs no model then)
+    result = runner.invoke(app, ["teacher", "export-logits", "mrpc", "--teacher", str(binary_teacher), "-o",
+                                 str(tmp_path / "tested"), "--train", str(tmp_path / "train.tsv"), "--dev",
+                                 str(tmp_path / "dev.tsv"), "--test", str(tmp_path / "test.tsv"), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "40 train + 20 dev + 7 test teacher logits" in result.output
+    np.testing.assert_allclose(LogitsBundle.load(tmp_path / "tested").test.logits, bundle.dev.logits[:7], atol=1e-5)
     # the GLUE train split is not what the bundle was made for: a clear error, exit code 2
     result = runner.invoke(app, ["pipeline", "mrpc", "--teacher-logits", str(tmp_path / "bundle"), "--output-dir",
                                  str(tmp_path / "run"), "--data-dir", str(glue_dir()), "--no-progress"])

@@ -21,6 +21,7 @@ TaskArg = Annotated[str, typer.Argument(help="GLUE task (mrpc, stsb, rte, qnli, 
 ModelArg = Annotated[Path, typer.Argument(help="a dsembed student folder")]
 TrainOpt = Annotated[Path | None, typer.Option(help="own train file (.tsv/.csv/.jsonl: sentence1, sentence2, label)")]
 DevOpt = Annotated[Path | None, typer.Option(help="own dev file (same format)")]
+TestOpt = Annotated[Path | None, typer.Option(help="own labelled test file: reported, never selected on")]
 MinedStrategyOpt = Annotated[str | None, typer.Option(
     help="comma-separated: keep only the mined pairs these strategies found (random, bm25, embedding, swap)")]
 KindOpt = Annotated[str | None, typer.Option(help="own task kind: binary, regression or multiclass")]

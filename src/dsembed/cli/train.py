@@ -13,6 +13,7 @@ import typer
 
 from ..artifacts import RUN_RECORD
 from ..config import StudentConfig, TeacherConfig
+from ..errors import ConfigError
 from .common import (
     App,
     DataDirOpt,
@@ -28,6 +29,7 @@ from .common import (
     RayWorkersOpt,
     SkipOpt,
     TaskArg,
+    TestOpt,
     TrainOpt,
     fail,
     parse_labels,
@@ -66,8 +68,7 @@ def pipeline(
     max_length: Annotated[int | None, typer.Option()] = None,
     data_dir: DataDirOpt = None,
     data_source: Annotated[str, typer.Option(help="auto, local or hub (Hugging Face datasets)")] = "auto",
-    train: TrainOpt = None, dev: DevOpt = None,
-    test: Annotated[Path | None, typer.Option(help="own labelled test file: reported, never selected on")] = None,
+    train: TrainOpt = None, dev: DevOpt = None, test: TestOpt = None,
     kind: KindOpt = None, labels: LabelsOpt = None, skip_bad: SkipOpt = False, progress: ProgressOpt = True,
     mined: Annotated[str | None, typer.Option(
         help="teacher-scored mined pairs (`dsembed augment score` bundle, by the run's teacher): adds the "
@@ -154,21 +155,28 @@ def teacher_export_logits(
     teacher: TeacherSpecOpt,
     output_dir: Annotated[Path, typer.Option("--output-dir", "-o", help="bundle folder to write")],
     batch_size: int = 64,
-    train: TrainOpt = None, dev: DevOpt = None, kind: KindOpt = None, labels: LabelsOpt = None,
-    data_dir: DataDirOpt = None, skip_bad: SkipOpt = False, progress: ProgressOpt = True,
+    train: TrainOpt = None, dev: DevOpt = None, test: TestOpt = None, kind: KindOpt = None,
+    labels: LabelsOpt = None, data_dir: DataDirOpt = None, skip_bad: SkipOpt = False, progress: ProgressOpt = True,
 ) -> None:
     """Write the teacher's train and dev logits as a small bundle that `pipeline --teacher-logits` takes.
 
     Train the teacher where it is fast (a GPU), carry the bundle (KBs, not the model) to where
-    the student is trained; every row stays tied to its pair by hash.
+    the student is trained; every row stays tied to its pair by hash. With ``--test`` the bundle also
+    carries the test logits, so the pipeline's teacher row gets its test metrics without the model.
     """
     setup()
+    from ..data import read_pairs
     from ..teacher import load_teacher, write_logits_bundle
 
     spec, train_ds, dev_ds = task_and_data(task, train, dev, kind, labels, skip_bad, data_dir)
+    test_ds = read_pairs(test, spec, skip_bad=skip_bad) if test else None
+    if test_ds is not None and test_ds.labels is None:
+        raise ConfigError(f"{test}: the test file needs a label column")
     bundle = write_logits_bundle(load_teacher(teacher, spec), train_ds, dev_ds, output_dir, batch_size=batch_size,
-                                 show_progress_bar=progress)
-    typer.echo(f"{len(bundle.train.logits)} train + {len(bundle.dev.logits)} dev teacher logits -> {output_dir}")
+                                 show_progress_bar=progress, test=test_ds)
+    tested = f" + {len(bundle.test.logits)} test" if bundle.test is not None else ""
+    typer.echo(f"{len(bundle.train.logits)} train + {len(bundle.dev.logits)} dev{tested} teacher logits "
+               f"-> {output_dir}")
 
 
 def logits(

@@ -15,10 +15,12 @@ from .ranking_sets import (
                            mrpc_test_set,
                            qnli_halves,
                            ranking_set_from_pairs,
+                           split_by_question,
                            stsb_test_set,
 )
 from .readers import PAIR_SUFFIXES, SENTENCE_SUFFIXES, read_pairs, read_sentences
 
 __all__ = ["BUILTIN_SETS", "GLUE_DIR_ENV", "PAIR_SUFFIXES", "SENTENCE_SUFFIXES", "PairDataset", "QnliHalves",
            "RankingSet", "default_glue_dir", "load_glue", "load_hf_pairs", "load_ranking_set", "mrpc_test_set",
-           "qnli_halves", "ranking_set_from_pairs", "read_pairs", "read_sentences", "stsb_test_set"]
+           "qnli_halves", "ranking_set_from_pairs", "read_pairs", "read_sentences", "split_by_question",
+           "stsb_test_set"]

@@ -127,6 +127,7 @@ class QnliHalves:
     train: PairDataset
     bench: RankingSet
     record: dict[str, Any]
+    bench_pairs: PairDataset  # the benchmark half as labelled pairs (pair accuracy: reported, never selected on)
 
 
 def _questions_digest(questions: list[str]) -> str:
@@ -161,7 +162,27 @@ def qnli_halves(data_dir: PathLike | None = None, seed: int = 0, data: PairDatas
               "bench_half": {"questions": len(bench_questions), "pairs": len(bench_pairs),
                              "questions_sha256": _questions_digest(list(dict.fromkeys(bench_pairs.sentence1)))}}
     bench.extra["split"] = record
-    return QnliHalves(train, bench, record)
+    return QnliHalves(train, bench, record, bench_pairs)
+
+
+def split_by_question(data: PairDataset, fraction: float, seed: int = 0) -> tuple[PairDataset, PairDataset]:
+    """``(rest, held_out)``: about ``fraction`` of the distinct questions (sentence1) and all their pairs held out.
+
+    The QNLI train half needs its own dev split to select checkpoints on (never the benchmark half), and
+    a question's pairs must stay together so that selection never sees a training question.
+    """
+    if not 0.0 < fraction < 1.0:
+        raise ConfigError(f"held-out fraction must be in (0, 1), got {fraction}")
+    questions = list(dict.fromkeys(data.sentence1))
+    held_count = round(len(questions) * fraction)
+    if not 0 < held_count < len(questions):
+        raise ConfigError(f"{data.source}: {len(questions)} distinct question(s) cannot be split at {fraction:g}")
+    order = np.random.default_rng(seed).permutation(len(questions))
+    held = {questions[i] for i in order[:held_count]}
+    held_rows = [i for i, q in enumerate(data.sentence1) if q in held]
+    rest_rows = [i for i, q in enumerate(data.sentence1) if q not in held]
+    return (data.select(rest_rows, source=f"{data.source}[rest of split seed={seed}]"),
+            data.select(held_rows, source=f"{data.source}[held out {fraction:g} seed={seed}]"))
 
 
 def load_ranking_set(spec: str, *, kind: str | None = None, relevant_min: float | None = None,
