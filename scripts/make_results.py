@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from dsembed.artifacts import RUN_PLOT, RUN_RECORD, SPEED_RECORD
+from dsembed.artifacts import RETRIEVAL_QNLI_SPLIT, RUN_PLOT, RUN_RECORD, SPEED_RECORD
 from dsembed.config import PipelineConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -452,6 +452,29 @@ def seed_summary_sections() -> list[str]:
     return out
 
 
+def qnli_half_section() -> list[str]:
+    """QNLI, the fourth distillation task: its dev set's train half (split by question), seed means."""
+    path = RESULTS / "qnli_half" / RUN_RECORD
+    if not path.is_file():
+        return []
+    rec = json.loads(path.read_text())
+    lines = seed_summary_section(rec, "A fourth task: QNLI's train half (full size, seed means)")
+    split_file = path.parent / RETRIEVAL_QNLI_SPLIT
+    if split_file.is_file():
+        split = json.loads(split_file.read_text())
+        lines[-1:-1] = [
+            f"- The data: QNLI train is not in the shared copy, so QNLI dev ({split['questions']} questions) is "
+            f"split by question (seed {split['seed']}): {split['train_half']['questions']} questions "
+            f"({split['train_half']['pairs']} pairs) to distil on, held apart from the "
+            f"{split['bench_half']['questions']} questions of the ranking benchmark (`qnli-bench`); the train "
+            f"half is split again by question into train ({split['files']['train.tsv']} pairs) and dev "
+            f"({split['files']['dev.tsv']} pairs, {split['dev_fraction']:.0%} of its questions), on which every "
+            f"checkpoint is selected. Test = the benchmark half's {split['files']['test.tsv']} pairs, only "
+            "reported. Made by `benchmarks/retrieval_bench.py --export-qnli-train` (`results/qnli_half/"
+            "qnli_split.json`)."]
+    return lines
+
+
 def seed_summary_section(rec: dict[str, Any], title: str) -> list[str]:
     """One seed summary: seed means ± sample std of every row, the paired differences to label-only."""
     main, seeds = rec["main_metric"], rec["seeds"]
@@ -554,6 +577,7 @@ def render() -> str:
            "do not edit by hand. Each record names the command, machine and library versions that made it.", ""]
     out += seed_summary_sections()
     out += augment_sections()
+    out += qnli_half_section()
     out += teacher_routes_section()
     for kind in SECTIONS:
         folder = RESULTS / kind

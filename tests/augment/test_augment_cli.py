@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import MRPC, synthetic_pairs
-from dsembed.augment import MinedPairs, load_mined_bundle
+from dsembed.augment import MinedPairs, load_mined_bundle, load_mined_rows
 from dsembed.augment.pool import normalise
 from dsembed.cli import app
 from dsembed.data import PairDataset, read_pairs
@@ -71,6 +71,23 @@ def test_mine_score_balance_end_to_end(glue: tuple[Path, PairDataset, PairDatase
     rerun = json.loads(invoke("augment", "score", mined_file, "--teacher", binary_teacher, "-o", bundle,
                               "--cache", tmp_path / "store").stdout)
     assert rerun["scored_now"] == 0 and rerun["reused_from_store"] == len(mined)
+
+    # a budget now, a larger one later: only the added pairs are scored, and a training run with the
+    # smaller budget picks from the larger bundle exactly the pairs scored first
+    small, large = max(1, len(mined) // 3), max(2, 2 * len(mined) // 3)
+    runs = {}
+    for name, budget in (("small", small), ("large", large)):
+        result = invoke("augment", "score", mined_file, "--teacher", binary_teacher, "-o", tmp_path / name,
+                        "--cache", tmp_path / "budget-store", "--max-pairs", budget, "--strategy", "random,bm25,swap")
+        assert result.exit_code == 0, result.output
+        runs[name] = json.loads(result.stdout)
+    assert runs["small"]["rows"] == runs["small"]["scored_now"] == small
+    assert runs["large"]["rows"] == large and runs["large"]["scored_now"] == large - small
+    picked = load_mined_rows(tmp_path / "large", MRPC, max_pairs=small)
+    assert set(picked.pairs.pairs()) == set(load_mined_rows(tmp_path / "small", MRPC).pairs.pairs())
+    result = invoke("augment", "score", mined_file, "--teacher", binary_teacher, "-o", tmp_path / "x",
+                    "--strategy", "embedding")
+    assert result.exit_code == 2 and "no pairs of strategy embedding" in result.output
 
     result = invoke("augment", "balance", bundle, "-o", tmp_path / "balanced", "--bands", "0,0.5,1")
     assert result.exit_code == 0, result.output

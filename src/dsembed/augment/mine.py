@@ -95,6 +95,40 @@ class MinedPairs:
         idx = np.asarray(indices, dtype=np.int64).reshape(-1)
         return MinedPairs(self.pairs.select(idx), [self.strategy[i] for i in idx], dict(self.record))
 
+    def restrict(self, strategies: Sequence[str] | None = None, max_pairs: int | None = None,
+                 source: str = "mined pairs") -> MinedPairs:
+        """The rows a training budget will use (:func:`budget_rows`): score only those, and add more later."""
+        kept = self.select(budget_rows(self.pairs, self.strategy, strategies, max_pairs, source))
+        kept.record["restricted"] = {"strategies": sorted(strategies) if strategies is not None else None,
+                                     "max_pairs": max_pairs, "of_rows": len(self), "rows": len(kept)}
+        return kept
+
+
+def budget_rows(pairs: PairDataset, strategy: Sequence[str], strategies: Sequence[str] | None = None,
+                max_pairs: int | None = None, source: str = "mined pairs") -> np.ndarray:
+    """Rows of the pairs ``strategies`` found, then at most ``max_pairs`` of them, in their order.
+
+    The budget keeps the pairs with the smallest pair hashes: no seed is involved and a smaller
+    budget is always a subset of a larger one, so ×3 and ×10 rows differ only by the added pairs, and
+    pairs scored for a budget are exactly those a training run with that budget picks from the bundle.
+    """
+    keep = np.arange(len(pairs))
+    if strategies is not None:
+        wanted = {s.strip() for s in strategies if s.strip()}
+        present = sorted(set(strategy))
+        unknown = sorted(wanted - set(present))
+        if unknown:
+            raise ConfigError(f"{source} has no pairs of strategy {', '.join(unknown)} "
+                              f"(it holds {', '.join(present) or 'none'})")
+        keep = np.array([i for i in keep if strategy[i] in wanted], dtype=np.int64)
+    if max_pairs is not None:
+        if max_pairs < 1:
+            raise ConfigError(f"a mined-pair budget must keep at least one pair, got {max_pairs}")
+        if len(keep) > max_pairs:
+            hashes = pairs.pair_hashes()[keep]
+            keep = np.sort(keep[np.argsort(hashes, kind="stable")[:max_pairs]])
+    return keep
+
 
 def _sidecar_record(path: Path, pairs: PairDataset) -> dict:
     """The mining record beside ``path``, or {} when it is missing, unreadable or about other pairs."""

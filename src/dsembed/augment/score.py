@@ -28,7 +28,7 @@ from ..student import MinedRows
 from ..tasks import TaskSpec
 from ..teacher import TeacherLogits, compute_teacher_logits
 from ..utils import atomic_dir, atomic_write_json
-from .mine import MinedPairs
+from .mine import MinedPairs, budget_rows
 
 logger = logging.getLogger("dsembed.augment")
 
@@ -83,27 +83,8 @@ class ScoredPairs:
 
     def restrict(self, strategies: Sequence[str] | None = None, max_pairs: int | None = None,
                  source: str = "mined bundle") -> ScoredPairs:
-        """The pairs ``strategies`` found, then at most ``max_pairs`` of them, in bundle order.
-
-        The budget keeps the pairs with the smallest pair hashes: no seed is involved and a smaller
-        budget is always a subset of a larger one, so ×3 and ×10 rows differ only by the added pairs.
-        """
-        keep = np.arange(len(self))
-        if strategies is not None:
-            wanted = {s.strip() for s in strategies if s.strip()}
-            present = sorted(set(self.strategy))
-            unknown = sorted(wanted - set(present))
-            if unknown:
-                raise ConfigError(f"{source} has no pairs of strategy {', '.join(unknown)} "
-                                  f"(it holds {', '.join(present) or 'none'})")
-            keep = np.array([i for i in keep if self.strategy[i] in wanted], dtype=np.int64)
-        if max_pairs is not None:
-            if max_pairs < 1:
-                raise ConfigError(f"a mined-pair budget must keep at least one pair, got {max_pairs}")
-            if len(keep) > max_pairs:
-                hashes = self.pairs.pair_hashes()[keep]
-                keep = np.sort(keep[np.argsort(hashes, kind="stable")[:max_pairs]])
-        return self.select(keep)
+        """The pairs ``strategies`` found, then at most ``max_pairs`` of them (:func:`budget_rows`)."""
+        return self.select(budget_rows(self.pairs, self.strategy, strategies, max_pairs, source))
 
     def check_task(self, task: TaskSpec, source: str = "mined bundle") -> None:
         """Refuse pairs mined for another task (their logits would mean something else)."""
