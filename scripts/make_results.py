@@ -452,6 +452,17 @@ def seed_summary_sections() -> list[str]:
     return out
 
 
+def full_mined_sections() -> list[str]:
+    """Full-size seed means with teacher-scored mined pairs (benchmarks/full_mined.sh), one per task and budget."""
+    folder = RESULTS / "full_mined"
+    out: list[str] = []
+    for path in sorted(folder.glob("*/record-x*.json")) if folder.is_dir() else []:
+        budget = path.stem.removeprefix("record-x")
+        out += seed_summary_section(json.loads(path.read_text()),
+                                    f"Full size with mined pairs, {path.parent.name.upper()} ×{budget} (seed means)")
+    return out
+
+
 def qnli_half_section() -> list[str]:
     """QNLI, the fourth distillation task: its dev set's train half (split by question), seed means."""
     path = RESULTS / "qnli_half" / RUN_RECORD
@@ -577,6 +588,7 @@ def render() -> str:
            "do not edit by hand. Each record names the command, machine and library versions that made it.", ""]
     out += seed_summary_sections()
     out += augment_sections()
+    out += full_mined_sections()
     out += qnli_half_section()
     out += teacher_routes_section()
     for kind in SECTIONS:

@@ -96,6 +96,17 @@ def test_mine_score_balance_end_to_end(glue: tuple[Path, PairDataset, PairDatase
     assert len(set(b for b in balance["after"] if b)) <= 1
 
 
+def test_cross_pairing_from_the_command_line(glue: tuple[Path, PairDataset, PairDataset], tmp_path: Path) -> None:
+    root, _, _ = glue
+    result = invoke("augment", "mine", "mrpc", "-o", tmp_path / "x.jsonl", "--data-dir", root, "--pairing", "cross",
+                    "--strategy", "random,bm25", "--per-sentence", 1)
+    assert result.exit_code == 0, result.output
+    mined = MinedPairs.load(tmp_path / "x.jsonl")
+    train = read_pairs(root / "MRPC" / "train.tsv", MRPC)
+    assert len(mined) > 0 and mined.record["settings"]["pairing"] == "cross"
+    assert all(a in set(train.sentence1) and b in set(train.sentence2) for a, b in mined.pairs.pairs())
+
+
 def test_own_data_with_exclude_files(glue: tuple[Path, PairDataset, PairDataset], tmp_path: Path) -> None:
     root, dev, _ = glue
     result = invoke("augment", "mine", "mine", "-o", tmp_path / "m.jsonl", "--train", root / "MRPC" / "train.tsv",
@@ -115,5 +126,8 @@ def test_cli_errors_are_one_line(tmp_path: Path) -> None:
     assert len(result.stderr.strip().splitlines()) == 1
     result = invoke("augment", "mine", "mrpc", "-o", tmp_path / "m.jsonl", "--strategy", "psychic")
     assert result.exit_code == 2 and "unknown" in result.stderr
+    for pairing, message in (("diagonal", "unknown pairing 'diagonal'"), ("cross", "leave swap out")):
+        result = invoke("augment", "mine", "mrpc", "-o", tmp_path / "m.jsonl", "--pairing", pairing)
+        assert result.exit_code == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1
     result = invoke("augment", "balance", tmp_path / "nowhere", "-o", tmp_path / "x")
     assert result.exit_code == 2 and "no such mined-pairs bundle" in result.stderr

@@ -52,3 +52,18 @@ def test_embedding_strategy_takes_a_student_folder(student_dir: Path) -> None:
     mined = mine_pairs(_train(), strategies=["embedding"], per_sentence=2, encoder=str(student_dir))
     assert mined.record["settings"]["encoder"] == f"student:{student_dir}"
     assert mined.record["per_strategy"]["embedding"]["kept"] == len(mined) > 0
+
+
+@needs_minilm
+def test_cross_embedding_neighbours_are_answers_on_the_questions_topic() -> None:
+    """Cross pairing with real MiniLM: each question's neighbours come from the answer side, on its topic."""
+    questions = ["Who scored the goal in the match?", "What is baked in the oven?", "Will it rain tomorrow?"]
+    answers = [s for sentences in TOPICS.values() for s in sentences]
+    qa = PairDataset(questions, [TOPICS["football"][0], TOPICS["cooking"][0], TOPICS["weather"][0]],
+                     np.ones(3, np.float32))
+    mined = mine_pairs(qa, strategies=["embedding"], per_sentence=2, extra_sentences=answers[1:5] + answers[6:10]
+                       + answers[11:], encoder="all-MiniLM-L6-v2", pairing="cross")
+    topic_of = {s: t for t, sentences in TOPICS.items() for s in sentences}
+    wanted = dict(zip(questions, ["football", "cooking", "weather"], strict=True))
+    assert len(mined) == 6 and all(a in wanted and b in topic_of for a, b in mined.pairs.pairs())
+    assert np.mean([topic_of[b] == wanted[a] for a, b in mined.pairs.pairs()]) >= 5 / 6

@@ -100,6 +100,48 @@ def test_budget_per_strategy_and_max_pairs(train: PairDataset) -> None:
         mine_pairs(train, strategies=["random"], per_sentence={"bm25": 2})
 
 
+def _qa_pairs(n_questions: int = 12) -> PairDataset:
+    """Questions (sentence1) and answer sentences (sentence2) that share words within a topic."""
+    topics = ["river boat water", "cake sugar oven", "piano music keys", "planet orbit star"]
+    s1, s2, y = [], [], []
+    for q in range(n_questions):
+        words = topics[q % len(topics)]
+        s1.append(f"which {words} question number {q}?")
+        s2.append(f"the answer about {words} is sentence {q}.")
+        y.append(float(q % 2))
+    return PairDataset(s1, s2, np.array(y, np.float32), source="qa-mini")
+
+
+@pytest.mark.parametrize("strategy", ["random", "bm25"])
+def test_cross_pairing_joins_a_sentence1_with_a_sentence2(strategy: str) -> None:
+    qa = _qa_pairs()
+    mined = mine_pairs(qa, strategies=[strategy], per_sentence=2, pairing="cross", seed=3,
+                       extra_sentences=["an extra passage about river water"])
+    questions, answers = set(qa.sentence1), {*qa.sentence2, "an extra passage about river water"}
+    assert len(mined) > 0 and all(a in questions and b in answers for a, b in _pairs(mined))
+    assert not set(_pairs(mined)) & set(qa.pairs())  # never a labelled pair
+    per_question: dict[str, int] = {}
+    for a, _ in _pairs(mined):
+        per_question[a] = per_question.get(a, 0) + 1
+    assert max(per_question.values()) <= 2
+    counts = mined.record["per_strategy"][strategy]
+    assert counts["sources"] == len(questions) and mined.record["settings"]["pairing"] == "cross"
+    assert mined.record["settings"]["cross_sides"] == {"sources": 12, "targets": 13}
+    if strategy == "bm25":  # neighbours share a topic word with their question
+        assert all(set(a.split()[1:4]) & set(b.split()) for a, b in _pairs(mined))
+    again = mine_pairs(qa, strategies=[strategy], per_sentence=2, pairing="cross", seed=3,
+                       extra_sentences=["an extra passage about river water"])
+    assert _pairs(again) == _pairs(mined)
+
+
+def test_cross_pairing_refuses_swaps_and_unknown_pairings() -> None:
+    with pytest.raises(ConfigError, match="leave swap out"):
+        mine_pairs(_qa_pairs(), strategies=["random", "swap"], pairing="cross")
+    assert len(mine_pairs(_qa_pairs(), strategies=["random", "swap"], per_sentence={"swap": 0}, pairing="cross"))
+    with pytest.raises(ConfigError, match="unknown pairing 'diagonal'"):
+        mine_pairs(_qa_pairs(), strategies=["random"], pairing="diagonal")
+
+
 def test_dev_and_test_sentences_never_appear(train: PairDataset) -> None:
     dev = synthetic_pairs(MRPC, 6, seed=99)
     test = PairDataset(["  THE Secret   Test sentence  "], ["another test one"], None, source="test")

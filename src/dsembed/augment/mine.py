@@ -192,6 +192,15 @@ def mining_budgets(strategies: Sequence[str], per_sentence: int | dict[str, int]
     return budgets
 
 
+def check_pairing(pairing: str, budgets: dict[str, int]) -> None:
+    """A known pairing, and no swapped pairs where the two sides mean different things."""
+    if pairing not in PAIRINGS:
+        raise ConfigError(f"unknown pairing {pairing!r} (choose from {', '.join(PAIRINGS)})")
+    if pairing == "cross" and budgets.get("swap", 0) > 0:
+        raise ConfigError("cross pairing joins a sentence1 with a sentence2: swapped pairs would put them the "
+                          "other way round; leave swap out of the strategies")
+
+
 def _labelled_indices(train: PairDataset, pool: SentencePool) -> list[tuple[int, int]]:
     """Labelled pairs as pool indices (pairs with an excluded sentence have none, and are left out)."""
     out = []
@@ -202,16 +211,29 @@ def _labelled_indices(train: PairDataset, pool: SentencePool) -> list[tuple[int,
     return out
 
 
+PAIRINGS = ("any", "cross")
+
+
+def _cross_sides(train: PairDataset, extra_sentences: Sequence[str], pool: SentencePool) -> tuple[list[int], list[int]]:
+    """Cross pairing: sources = the pool's sentence1 texts, targets = its sentence2 texts and the extras."""
+    def indices(texts: Sequence[str]) -> set[int]:
+        return {i for i in (pool.index_of.get(normalise(t)) for t in texts) if i is not None}
+
+    return sorted(indices(train.sentence1)), sorted(indices(train.sentence2) | indices(extra_sentences))
+
+
 def _proposals(strategy: str, pool: SentencePool, budget: int, labelled: list[tuple[int, int]], seed: int,
-               encoder: str | None, settings: dict) -> Proposals:
+               encoder: str | None, settings: dict,
+               sides: tuple[list[int], list[int]] | None = None) -> Proposals:
+    sources, targets = sides if sides is not None else (None, None)
     if strategy == "random":
-        return propose_random(len(pool.sentences), budget, seed)
+        return propose_random(len(pool.sentences), budget, seed, sources, targets)
     if strategy == "bm25":
-        return propose_bm25(pool.sentences, budget)
+        return propose_bm25(pool.sentences, budget, sources, targets)
     if strategy == "embedding":
         encode, described = embedding_encoder(encoder)
         settings["encoder"] = described
-        return propose_embedding(pool.sentences, budget, encode)
+        return propose_embedding(pool.sentences, budget, encode, sources, targets)
     return propose_swap(labelled)
 
 
@@ -245,7 +267,7 @@ def _take(proposals: Proposals, budget: int, strategy: str, dedupe: _Deduper,
 def mine_pairs(train: PairDataset, *, strategies: Sequence[str] = ("random", "bm25", "embedding", "swap"),
                per_sentence: int | dict[str, int] = 2, extra_sentences: Sequence[str] = (),
                exclude: Sequence[PairDataset] = (), encoder: str | None = None, seed: int = 42,
-               max_pairs: int | None = None) -> MinedPairs:
+               max_pairs: int | None = None, pairing: str = "any") -> MinedPairs:
     """New unlabelled pairs from ``train``'s sentences (and ``extra_sentences``), none with an excluded one.
 
     ``per_sentence`` is each strategy's budget per source sentence (one number, or ``{strategy: n}``,
@@ -253,22 +275,31 @@ def mine_pairs(train: PairDataset, *, strategies: Sequence[str] = ("random", "bm
     swap keeps up to n reversed labelled pairs per first sentence (0 turns a strategy off).
     Same inputs and seed give the same rows in the same order. ``max_pairs`` keeps a seeded uniform
     sample of the mined rows (in mined order), so every strategy keeps its share.
+
+    ``pairing="cross"`` is for tasks whose two sides differ (QNLI's question and answer sentence, a query
+    and a passage): every mined pair joins a sentence1 with a sentence2 (or an extra sentence), in that
+    order, so the student sees the kind of pair it will rank. Swapping has no meaning there.
     """
     started = time.perf_counter()
     budgets = mining_budgets(list(strategies), per_sentence)
+    check_pairing(pairing, budgets)
     if max_pairs is not None and max_pairs < 0:
         raise ConfigError(f"max_pairs must be >= 0, got {max_pairs}")
     pool = build_pool(train, extra_sentences, exclude)
     labelled = _labelled_indices(train, pool)
+    sides = _cross_sides(train, extra_sentences, pool) if pairing == "cross" else None
     dedupe, kept = _Deduper(labelled), []
     settings: dict = {"strategies": list(budgets), "per_sentence": budgets, "seed": seed, "max_pairs": max_pairs,
-                      "train": train.source, "train_pairs": len(train), "extra_sentences": len(extra_sentences)}
+                      "train": train.source, "train_pairs": len(train), "extra_sentences": len(extra_sentences),
+                      "pairing": pairing}
+    if sides is not None:
+        settings["cross_sides"] = {"sources": len(sides[0]), "targets": len(sides[1])}
     per_strategy: dict[str, dict] = {}
     for strategy, budget in budgets.items():
         t0 = time.perf_counter()
         counts = {"sources": 0, "requested": 0, "proposed": 0, "kept": 0, "deduped": 0, "short": 0}
-        if budget > 0 and len(pool.sentences) > 1:
-            proposals = _proposals(strategy, pool, budget, labelled, seed, encoder, settings)
+        if budget > 0 and len(pool.sentences) > 1 and (sides is None or (sides[0] and sides[1])):
+            proposals = _proposals(strategy, pool, budget, labelled, seed, encoder, settings, sides)
             counts = _take(proposals, budget, strategy, dedupe, kept)
         counts["seconds"] = round(time.perf_counter() - t0, 3)
         per_strategy[strategy] = counts

@@ -29,9 +29,20 @@ def candidates_wanted(budget: int) -> int:
     return 2 * budget + 4
 
 
-def propose_random(n: int, budget: int, seed: int) -> Proposals:
-    """Uniformly drawn distinct partners (never the source itself)."""
+def propose_random(n: int, budget: int, seed: int, sources: Sequence[int] | None = None,
+                   targets: Sequence[int] | None = None) -> Proposals:
+    """Uniformly drawn distinct partners (never the source itself).
+
+    With ``sources`` and ``targets`` (cross pairing) each source draws its partners from ``targets`` only.
+    """
     rng = np.random.default_rng([seed, 0])
+    if sources is not None and targets is not None:
+        target_array = np.asarray(targets, dtype=np.int64)
+        draws = min(candidates_wanted(budget), len(target_array))
+        for source in sources:
+            partners = target_array[rng.choice(len(target_array), size=draws, replace=False)] if draws else []
+            yield source, [(source, int(j)) for j in partners if j != source]
+        return
     draws = min(candidates_wanted(budget), max(n - 1, 0))
     for source in range(n):
         if draws == 0:
@@ -54,18 +65,32 @@ def _ranked(indices: np.ndarray, scores: np.ndarray, source: int, min_score: flo
     return keep
 
 
-def propose_bm25(sentences: Sequence[str], budget: int) -> Proposals:
-    """BM25 neighbours (``bm25s``, English stop words removed); pairs with no word in common are not neighbours."""
+def _sides(n: int, sources: Sequence[int] | None, targets: Sequence[int] | None) -> tuple[list[int], list[int]]:
+    """The source and target pool indices: every sentence on both sides unless cross pairing names them."""
+    if sources is None or targets is None:
+        return list(range(n)), list(range(n))
+    return list(sources), list(targets)
+
+
+def propose_bm25(sentences: Sequence[str], budget: int, sources: Sequence[int] | None = None,
+                 targets: Sequence[int] | None = None) -> Proposals:
+    """BM25 neighbours (``bm25s``, English stop words removed); pairs with no word in common are not neighbours.
+
+    Cross pairing indexes the ``targets`` and queries them with the ``sources``.
+    """
     import bm25s
 
-    n = len(sentences)
-    k = min(candidates_wanted(budget) + 1, n)
-    tokens = bm25s.tokenize(list(sentences), stopwords="en", show_progress=False)
+    src, tgt = _sides(len(sentences), sources, targets)
+    k = min(candidates_wanted(budget) + 1, len(tgt))
+    index_tokens = bm25s.tokenize([sentences[j] for j in tgt], stopwords="en", show_progress=False)
     retriever = bm25s.BM25()
-    retriever.index(tokens, show_progress=False)
-    hits, scores = retriever.retrieve(tokens, k=k, show_progress=False, n_threads=1)
-    for source in range(n):
-        yield source, [(source, j) for j in _ranked(hits[source], scores[source], source, 0.0)]
+    retriever.index(index_tokens, show_progress=False)
+    query_tokens = index_tokens if src == tgt else \
+        bm25s.tokenize([sentences[i] for i in src], stopwords="en", show_progress=False)
+    hits, scores = retriever.retrieve(query_tokens, k=k, show_progress=False, n_threads=1)
+    tgt_array = np.asarray(tgt, dtype=np.int64)
+    for row, source in enumerate(src):
+        yield source, [(source, j) for j in _ranked(tgt_array[hits[row]], scores[row], source, 0.0)]
 
 
 def embedding_encoder(encoder: str | None) -> tuple[Callable[[list[str]], np.ndarray], str]:
@@ -89,21 +114,24 @@ def embedding_encoder(encoder: str | None) -> tuple[Callable[[list[str]], np.nda
                                        normalize_embeddings=True)), f"base:{name}"
 
 
-def propose_embedding(sentences: Sequence[str], budget: int,
-                      encode: Callable[[list[str]], np.ndarray]) -> Proposals:
-    """Nearest neighbours by cosine: FAISS inner product over L2-normalised embeddings."""
+def propose_embedding(sentences: Sequence[str], budget: int, encode: Callable[[list[str]], np.ndarray],
+                      sources: Sequence[int] | None = None, targets: Sequence[int] | None = None) -> Proposals:
+    """Nearest neighbours by cosine: FAISS inner product over L2-normalised embeddings (cross: of the targets)."""
     import faiss
 
     vectors = np.ascontiguousarray(np.asarray(encode(list(sentences)), dtype=np.float32))
     if vectors.ndim != 2 or len(vectors) != len(sentences):
         raise ConfigError(f"the encoder returned shape {vectors.shape} for {len(sentences)} sentences")
     faiss.normalize_L2(vectors)
+    src, tgt = _sides(len(sentences), sources, targets)
     index = faiss.IndexFlatIP(vectors.shape[1])
-    index.add(vectors)
-    k = min(candidates_wanted(budget) + 1, len(sentences))
-    scores, hits = index.search(vectors, k)
-    for source in range(len(sentences)):
-        yield source, [(source, j) for j in _ranked(hits[source], scores[source], source, None)]
+    index.add(np.ascontiguousarray(vectors[tgt]))
+    k = min(candidates_wanted(budget) + 1, len(tgt))
+    scores, hits = index.search(np.ascontiguousarray(vectors[src]), k)
+    tgt_array = np.asarray(tgt, dtype=np.int64)
+    for row, source in enumerate(src):
+        found = np.where(hits[row] >= 0, tgt_array[np.maximum(hits[row], 0)], -1)
+        yield source, [(source, j) for j in _ranked(found, scores[row], source, None)]
 
 
 def propose_swap(labelled: Sequence[tuple[int, int]]) -> Proposals:

@@ -83,6 +83,9 @@ def mine(
                                                      "(default all-MiniLM-L6-v2)")] = None,
     seed: int = 42,
     max_pairs: Annotated[int | None, typer.Option(help="keep a seeded sample of this many mined pairs")] = None,
+    pairing: Annotated[str, typer.Option(
+        help="any: pairs of any two pool sentences; cross: sentence1 with sentence2 (or --extra), for tasks "
+             "whose sides differ (QNLI questions and answers, queries and passages)")] = "any",
     exclude: Annotated[list[Path] | None, typer.Option(help="own data: pairs (or .txt sentences) never to use; "
                                                             "repeat for dev and test")] = None,
     data_dir: DataDirOpt = None, train: TrainOpt = None, kind: KindOpt = None, labels: LabelsOpt = None,
@@ -90,11 +93,11 @@ def mine(
     """Mine unlabelled pairs from the training sentences (never a dev/test sentence) for the teacher to score."""
     setup()
     from ..augment import mine_pairs, read_sentence_pool
-    from ..augment.mine import mining_budgets
+    from ..augment.mine import check_pairing, mining_budgets
     from ..data import load_glue, read_pairs
 
     names, per = list(parse_strategies(strategy) or ()), _budget(per_sentence, budget)
-    mining_budgets(names, per)  # a bad strategy or budget fails before any data is read
+    check_pairing(pairing, mining_budgets(names, per))  # a bad strategy, budget or pairing fails before any data
     spec = task_spec(task, kind, labels)
     own = kind is not None
     train_ds = read_pairs(train, spec, require_labels=False) if train else load_glue(spec, "train", data_dir=data_dir)
@@ -104,7 +107,7 @@ def mine(
                     fg=typer.colors.YELLOW, err=True)
     extras = read_sentence_pool(extra, extra_column) if extra else []
     mined = mine_pairs(train_ds, strategies=names, per_sentence=per, extra_sentences=extras, exclude=excluded,
-                       encoder=encoder, seed=seed, max_pairs=max_pairs)
+                       encoder=encoder, seed=seed, max_pairs=max_pairs, pairing=pairing)
     mined.record["task"] = {"name": spec.name, "kind": spec.kind, "labels": list(spec.labels)}
     mined.save(output)
     typer.echo(json.dumps({"output": str(output), "rows": len(mined), "kept_per_strategy": mined.record[
