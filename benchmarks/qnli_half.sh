@@ -12,7 +12,10 @@
 # 3. its logits on train, dev and test as a bundle (`teacher export-logits --test`).
 # 4. `dsembed pipeline` at full size (8 epochs, all pairs) for seeds 42 and 43 (QNLI_SEEDS), two student
 #    processes with one thread each; the seed-summary record and the split record go to results/qnli_half/.
-# The ranking half is measured by `dsembed eval-retrieval --set qnli-bench` on these students (see RESULTS.md).
+# 5. the ranking half: `dsembed eval-retrieval --set qnli-bench` on every seed's students, plus pretrained cosine
+#    and BM25 -> results/retrieval/qnli-bench.json. With QNLI_TEACHER_QUERIES=N the teacher column and the
+#    cascades run on a seeded sample of N questions (about 6 min of 2 CPU threads per question: 2,269
+#    candidates each); their scores are cached by pair in WORK/retrieval, so a larger N later adds questions.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${1:-runs/qnli-half}
@@ -35,4 +38,17 @@ OMP_NUM_THREADS=1 dsembed pipeline qnli-half "${OWN[@]}" --test "$DATA/test.tsv"
 mkdir -p results/qnli_half
 cp "$WORK/full/record.json" results/qnli_half/record.json
 cp "$DATA/qnli_split.json" results/qnli_half/qnli_split.json
+students=()
+for seed in ${SEEDS//,/ }; do
+  for row in dse dse_mined label_only; do
+    model=$WORK/full/seed-$seed/${row}_student/model
+    if [[ -d $model ]]; then students+=(--student "${row//_/-}-s$seed=$model"); fi
+  done
+done
+teacher_args=()
+if [[ ${QNLI_TEACHER_QUERIES:-0} -gt 0 ]]; then
+  teacher_args=(--teacher "$WORK/teacher/model" --teacher-queries "$QNLI_TEACHER_QUERIES")
+fi
+OMP_NUM_THREADS=2 dsembed eval-retrieval --set qnli-bench "${students[@]}" "${teacher_args[@]}" \
+  --work-dir "$WORK/retrieval" -o results/retrieval/qnli-bench.json --plot results/retrieval
 python3 scripts/make_results.py
