@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import needs_glue
@@ -94,6 +95,11 @@ def test_qnli_halves_carry_the_bench_pairs() -> None:
     halves = qnli_halves(data=data, seed=3)
     assert len(halves.bench_pairs) == 18 and set(halves.bench_pairs.sentence1) == set(halves.bench.queries)
     assert sorted(halves.bench_pairs.sentence2) == sorted(halves.bench.candidates)
+    assert halves.record["answer_sentences_in_both_halves"] == 0
+    # one answer sentence serving a question of each half is on record (the questions stay disjoint)
+    shared = PairDataset(data.sentence1 + [halves.bench.queries[0]], data.sentence2 + [halves.train.sentence2[0]],
+                         np.append(data.labels, 0.0), source="qnli-mini+shared")
+    assert qnli_halves(data=shared, seed=3).record["answer_sentences_in_both_halves"] == 1
 
 
 def test_split_by_question_keeps_questions_whole() -> None:

@@ -160,7 +160,10 @@ def qnli_halves(data_dir: PathLike | None = None, seed: int = 0, data: PairDatas
               "train_half": {"questions": len(questions) - len(bench_questions), "pairs": len(train),
                              "questions_sha256": _questions_digest(list(dict.fromkeys(train.sentence1)))},
               "bench_half": {"questions": len(bench_questions), "pairs": len(bench_pairs),
-                             "questions_sha256": _questions_digest(list(dict.fromkeys(bench_pairs.sentence1)))}}
+                             "questions_sha256": _questions_digest(list(dict.fromkeys(bench_pairs.sentence1)))},
+              # no question is in both halves, but one answer sentence can serve questions of both: such a
+              # candidate was seen in distillation (with another question), so the overlap is on record
+              "answer_sentences_in_both_halves": len(set(train.sentence2) & set(bench_pairs.sentence2))}
     bench.extra["split"] = record
     return QnliHalves(train, bench, record, bench_pairs)
 
