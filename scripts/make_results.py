@@ -481,8 +481,11 @@ def qnli_half_section() -> list[str]:
             f"half is split again by question into train ({split['files']['train.tsv']} pairs) and dev "
             f"({split['files']['dev.tsv']} pairs, {split['dev_fraction']:.0%} of its questions), on which every "
             f"checkpoint is selected. Test = the benchmark half's {split['files']['test.tsv']} pairs, only "
-            "reported. Made by `benchmarks/retrieval_bench.py --export-qnli-train` (`results/qnli_half/"
-            "qnli_split.json`)."]
+            "reported. No question is in both halves, but "
+            f"{split.get('answer_sentences_in_both_halves', 'an unknown number of')} answer sentences serve "
+            "questions of both (QNLI pairs one Wikipedia sentence with several questions): the students saw "
+            "those benchmark candidates in training, with other questions. Made by "
+            "`benchmarks/retrieval_bench.py --export-qnli-train` (`results/qnli_half/qnli_split.json`)."]
     return lines
 
 
