@@ -157,6 +157,41 @@ def test_record_renders_for_results_md(tmp_path: Path) -> None:
     assert plot_quality_vs_teacher_calls(record, tmp_path / "mini.png").stat().st_size > 1000
 
 
+def test_query_subsets_are_reported_apart(tmp_path: Path) -> None:
+    from dsembed.bench import render_retrieval_markdown
+
+    rset = _set(n_queries=6)
+    rset.query_subsets["even queries"] = [0, 2, 4]
+    cfg = RetrievalEvalConfig(base=None, methods=("bm25", "teacher"), teacher_queries=2, work_dir=str(tmp_path))
+    record = evaluate_retrieval(rset, cfg, teacher=HashTeacher(MRPC))
+    bm25 = record["methods"]["bm25"]
+    expected = float(np.mean([bm25["per_query"]["mrr@10"][bm25["queries"].index(q)] for q in (0, 2, 4)]))
+    assert bm25["metrics_subsets"]["even queries"]["mrr@10"] == pytest.approx(expected, abs=1e-4)  # per_query: 5 digits
+    assert record["methods"]["teacher"]["metrics_subsets"] == {}  # it ran on a sample only
+    assert record["set"]["query_subsets"] == {"even queries": 3}
+    text = render_retrieval_markdown(record, "results/retrieval/mini.json")
+    assert "On the 3 of 6 queries with even queries" in text and f"| bm25 | 1 | {expected:.3f} |" in text
+
+
+def test_qnli_bench_subset_holds_the_questions_whose_answer_no_student_saw() -> None:
+    from dsembed.data import qnli_halves
+    from dsembed.data.ranking_sets import UNSEEN_ANSWER_SUBSET
+
+    s1 = [f"question {q}?" for q in range(8) for _ in range(2)]
+    s2 = [f"answer {q}-{j}." if (q, j) != (1, 0) else "a shared answer." for q in range(8) for j in range(2)]
+    s1.append("question 0?")
+    s2.append("a shared answer.")  # question 0's entailment answer also serves question 1
+    labels = np.array([1.0 if j == 0 else 0.0 for _ in range(8) for j in range(2)] + [1.0], np.float32)
+    from dsembed.data import PairDataset
+
+    halves = qnli_halves(data=PairDataset(s1, s2, labels, source="mini"), seed=0)
+    bench, train_texts = halves.bench, set(halves.train.sentence1) | set(halves.train.sentence2)
+    unseen = halves.bench.query_subsets[UNSEEN_ANSWER_SUBSET]
+    for q, gains in enumerate(bench.relevance):
+        relevant = {bench.candidates[c] for c, g in gains.items() if g >= 1.0}
+        assert (q in unseen) == (not relevant & train_texts)
+
+
 @needs_minilm
 @pytest.mark.slow
 def test_real_minilm_finds_paraphrase_partners() -> None:

@@ -171,6 +171,8 @@ def _method_record(run: MethodRun, rset: RankingSet, sample: list[int], spp: flo
             "teacher_calls_per_query": float(np.mean(calls)) if calls else 0.0,
             "median_seconds_per_query": _median([times[q] for q in result.queries]),
             "median_seconds_per_query_sample": _median([times[q] for q in sample if q in times]),
+            "metrics_subsets": {name: result.means(indices) for name, indices in rset.query_subsets.items()}
+            if covers_all else {},
             "time_includes_teacher": bool(sum(calls)), **result.to_dict()}
 
 

@@ -46,6 +46,30 @@ def seed_means(record: dict[str, Any], metric: str = "mrr@10") -> list[str]:
     return lines
 
 
+def subset_means(record: dict[str, Any], metric: str = "mrr@10") -> list[str]:
+    """Each query subset of the set: the metric of every method that ran on all queries (seeded students: means)."""
+    sizes = record["set"].get("query_subsets") or {}
+    lines: list[str] = []
+    for subset, size in sizes.items():
+        groups: dict[str, list[float]] = {}
+        for name, m in record["methods"].items():
+            value = (m.get("metrics_subsets") or {}).get(subset, {}).get(metric)
+            if value is None:
+                continue
+            match = _SEEDED.match(name)
+            key = f"{match['student']}-{match['method']}" if match else name
+            groups.setdefault(key, []).append(float(value))
+        if not groups:
+            continue
+        lines += ["", f"On the {size} of {record['set']['queries']} queries with {subset} ({metric.upper()}; "
+                      "students: mean ± std over seeds):", "",
+                  f"| method | seeds | {metric.upper()} |", "|---|---:|---:|"]
+        for key, values in sorted(groups.items(), key=lambda kv: -statistics.fmean(kv[1])):
+            std = f" ± {statistics.stdev(values):.3f}" if len(values) > 1 else ""
+            lines.append(f"| {key} | {len(values)} | {statistics.fmean(values):.3f}{std} |")
+    return lines
+
+
 def render_retrieval_markdown(record: dict[str, Any], source: str) -> str:
     """The set, its query sample and one row per method (standalone first, then cascades by first stage and K)."""
     s, sample = record["set"], record["query_sample"]
@@ -68,4 +92,5 @@ def render_retrieval_markdown(record: dict[str, Any], source: str) -> str:
                   f"{env.get('torch_threads', '?')}, load {record.get('load_average')}; wall "
                   f"{record.get('wall_seconds', 0):.0f} s. Record: `{source}`."]
     lines += seed_means(record)
+    lines += subset_means(record)
     return "\n".join(lines)

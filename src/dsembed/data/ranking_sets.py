@@ -27,6 +27,7 @@ PathLike = str | os.PathLike[str]
 BUILTIN_SETS = ("mrpc-test", "stsb-test", "qnli-bench")
 STS_RELEVANT_MIN = 4.0  # an STS-B pair scored 4 or more ("mostly equivalent") makes a query relevant
 SELF_EXCLUSION = "each query's own sentence is removed from its candidate list"
+UNSEEN_ANSWER_SUBSET = "answer not in the train half"  # qnli-bench queries whose relevant sentence no student saw
 
 
 @dataclass
@@ -49,6 +50,9 @@ class RankingSet:
     kind: str = "binary"  # the gold column's kind: binary labels or regression scores (what a teacher must output)
     task: str | None = None  # the GLUE task whose teacher fits, when the set comes from one
     extra: dict[str, Any] = field(default_factory=dict)
+    # named groups of query indices whose metrics are also reported apart (e.g. queries whose answer the
+    # students never saw in training): a check that a mean is not carried by one kind of query
+    query_subsets: dict[str, list[int]] = field(default_factory=dict)
 
     def describe(self) -> dict[str, Any]:
         """What a result record says about the set (sizes, rules, a hash of the queries)."""
@@ -59,7 +63,8 @@ class RankingSet:
                 "candidates": len(self.candidates), "relevant_pairs": int(relevant),
                 "graded_pairs": int(sum(len(r) for r in self.relevance)), "relevant_min": self.relevant_min,
                 "gain_rule": self.gain_rule, "self_exclusion": SELF_EXCLUSION, "queries_sha256": digest,
-                **self.extra}
+                **({"query_subsets": {k: len(v) for k, v in self.query_subsets.items()}} if self.query_subsets
+                   else {}), **self.extra}
 
 
 def _pair_gains(data: PairDataset, graded: bool, positive: float, symmetric: bool) -> dict[tuple[str, str], float]:
@@ -165,6 +170,10 @@ def qnli_halves(data_dir: PathLike | None = None, seed: int = 0, data: PairDatas
               # candidate was seen in distillation (with another question), so the overlap is on record
               "answer_sentences_in_both_halves": len(set(train.sentence2) & set(bench_pairs.sentence2))}
     bench.extra["split"] = record
+    seen = set(train.sentence1) | set(train.sentence2)
+    bench.query_subsets[UNSEEN_ANSWER_SUBSET] = [
+        q for q, gains in enumerate(bench.relevance)
+        if not any(bench.candidates[c] in seen for c, g in gains.items() if g >= bench.relevant_min)]
     return QnliHalves(train, bench, record, bench_pairs)
 
 
