@@ -514,6 +514,11 @@ def seed_summary_section(rec: dict[str, Any], title: str) -> list[str]:
             lines.append(f"- {split} {main}, {NAMES.get(name, name)} − label-only: {diff['mean']:+.2f} ± "
                          f"{diff['std']:.2f} (per seed {per}; ahead on {sum(v > 0 for v in diff['values'])} of "
                          f"{diff['n']} seeds).")
+    teacher, label_only = (rec["results"].get(k, {}).get(main) for k in ("teacher", "label_only_student"))
+    if teacher and label_only and teacher["mean"] < label_only["mean"]:
+        lines.append(f"- **The teacher is weaker than the label-only student** on dev {main} ({teacher['mean']:.2f} "
+                     f"vs {label_only['mean']:.2f}): distilling it cannot lift pair {main} here; a stronger "
+                     "teacher is needed before this task's DSE rows mean what they should.")
     fidelity = rec.get("teacher_fidelity_dev") or {}
     if fidelity:
         parts = [f"{NAMES.get(name, name)}: Spearman {_mean_std(f.get('spearman'))}, logit MSE "
