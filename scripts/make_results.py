@@ -489,13 +489,21 @@ def qnli_half_section() -> list[str]:
     return lines
 
 
+def _seed_teacher(rec: dict[str, Any]) -> str:
+    """The teacher line, described anew from the first seed's teacher stage (the stored line may be older)."""
+    from dsembed.pipeline.report import teacher_description
+
+    stage = (rec.get("per_seed") or [{}])[0].get("stages", {}).get("teacher")
+    return teacher_description(stage) if stage else rec["teacher"]
+
+
 def seed_summary_section(rec: dict[str, Any], title: str) -> list[str]:
     """One seed summary: seed means ± sample std of every row, the paired differences to label-only."""
     main, seeds = rec["main_metric"], rec["seeds"]
     lines = [f"## {title}", "",
              f"`{rec['environment']['command']}` — {rec['task'].upper()}, {rec['train_pairs']} labelled train "
              f"pairs per seed, profile `{rec['profile']}`, seeds {', '.join(map(str, seeds))}; mean ± sample "
-             f"standard deviation over the seeds. Teacher: {rec['teacher']}. Checkpoints are selected on dev; test "
+             f"standard deviation over the seeds. Teacher: {_seed_teacher(rec)}. Checkpoints are selected on dev; test "
              "is only reported.", ""]
     metrics = sorted({m for r in rec["results"].values() for m in r})
     for split, key in (("dev", "results"), ("test", "test_results")):
@@ -530,7 +538,7 @@ def seed_summary_section(rec: dict[str, Any], title: str) -> list[str]:
                      f"(scope `{mined['scope']}`), by strategy {mined['strategies']}; scored by {mined['teacher']}.")
     wall = rec.get("main_job_wall_seconds", rec["wall_seconds"])
     verdict = f" ({'within' if wall < 600 else 'OVER'} the 10-minute target)" if "main_job_wall_seconds" in rec else \
-        " (students an earlier run with the same settings had trained were reused)"
+        " of this command (a student an earlier command had finished is reused and costs nothing here)"
     lines += [f"- Wall time: {wall:.0f} s end to end{verdict}; "
               + _machine(rec), ""]
     return lines

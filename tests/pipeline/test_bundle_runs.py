@@ -107,7 +107,7 @@ def test_cli_export_logits_then_pipeline_refuses_stale_bundle(binary_teacher: Pa
     assert result.exit_code == 0, result.output
     assert "40 train + 20 dev teacher logits" in result.output
     bundle = LogitsBundle.load(tmp_path / "bundle")
-    assert bundle.test is None
+    assert bundle.test is None and "torch" in bundle.info["environment"]  # where the logits were made
     np.testing.assert_allclose(bundle.dev.logits, Teacher(binary_teacher, MRPC, device="cpu")
                                .predict_logits(dev.pairs()), atol=1e-5)
     # --test: the bundle also carries the test logits (the pipeline's teacher test row needs no model then)
@@ -141,3 +141,19 @@ def test_a_bundle_with_the_test_split_gives_the_teacher_test_row(tiny_base: str,
     assert record["test_results"]["teacher"] == compute_metrics(MRPC, teacher.predict_logits(test.pairs()),
                                                                 test.labels, teacher=True)
     assert bundle.test is not None and len(bundle.test.logits) == len(test)
+
+
+def test_teacher_line_of_a_bundle_names_base_epochs_and_device() -> None:
+    """A bundle from `teacher export-logits` (no base_name) still says what the teacher was and where it ran."""
+    from dsembed.pipeline.report import teacher_description
+
+    recipe = {"base": "all-mpnet-base-v2", "epochs": 1.0}
+    exported = {"source": "logits bundle", "path": "b", "bundle": {"teacher_info": {"recipe": recipe}}}
+    assert teacher_description(exported).startswith(
+        "all-mpnet-base-v2 (1 epoch) cross-encoder, trained on a device the bundle does not record")
+    exported["bundle"]["environment"] = {"cuda": None}
+    assert "(1 epoch) cross-encoder, trained on CPU" in teacher_description(exported)
+    gpu = {"source": "logits bundle", "path": "b",
+           "bundle": {"members": [{"base_name": "all-mpnet-base-v2", "environment": {"cuda": "H100"}}] * 3}}
+    assert teacher_description(gpu).startswith("ensemble (mean logits) of 3 all-mpnet-base-v2 cross-encoders, "
+                                               "trained on H100")

@@ -10,13 +10,27 @@ ROW_LABELS = {"teacher": "teacher (cross-encoder)", "dse_student": "DSE student 
               "dse_mined_student": "DSE student + mined pairs", "augsbert_student": "AugSBERT student (mined pairs)"}
 
 
+def _bundle_base(member: dict[str, Any]) -> str:
+    """The teacher's base model, and its epochs where the bundle's teacher record has them."""
+    recipe = (member.get("teacher_info") or {}).get("recipe") or {}
+    base = member.get("base_name") or recipe.get("base") or "?"
+    return f"{base} ({recipe['epochs']:g} epoch{'s' if recipe['epochs'] != 1 else ''})" \
+        if "base_name" not in member and "epochs" in recipe else base
+
+
+def _bundle_device(member: dict[str, Any]) -> str:
+    if "environment" not in member:
+        return "a device the bundle does not record"
+    return member["environment"].get("cuda") or "CPU"
+
+
 def teacher_description(info: dict[str, Any]) -> str:
     """One line saying which teacher a run used (printed with the table, written into model cards)."""
     source = info.get("source")
     if source == "logits bundle":
         members = info.get("bundle", {}).get("members") or [info.get("bundle", {})]
-        names = sorted({m.get("base_name", "?") for m in members})
-        devices = sorted({(m.get("environment") or {}).get("cuda") or "CPU" for m in members})
+        names = sorted({_bundle_base(m) for m in members})
+        devices = sorted({_bundle_device(m) for m in members})
         what = f"ensemble (mean logits) of {len(members)} {', '.join(names)} cross-encoders" if len(members) > 1 \
             else f"{', '.join(names)} cross-encoder"
         return f"{what}, trained on {', '.join(devices)}; logits carried as bundles ({info.get('path')})"

@@ -21,7 +21,7 @@ from ..artifacts import BUNDLE_INFO, BUNDLE_SPLIT_FILE, LOGITS_FILE, LOGITS_META
 from ..bases import cache_dir
 from ..data import PairDataset
 from ..errors import ConfigError, CorruptFileError, InputNotFoundError, StaleLogitsError
-from ..utils import atomic_write_bytes, atomic_write_json, sha256_bytes
+from ..utils import atomic_write_bytes, atomic_write_json, environment_record, sha256_bytes
 
 logger = logging.getLogger("dsembed.logits")
 
@@ -283,7 +283,8 @@ def write_logits_bundle(teacher, train: PairDataset, dev: PairDataset, folder: s
         parts[name] = compute_teacher_logits(teacher, data, cache=Path(folder) / ".cache", batch_size=batch_size,
                                              show_progress_bar=show_progress_bar)
     info = {"teacher": str(getattr(teacher, "path", teacher)), "teacher_fingerprint": teacher.fingerprint(),
-            "task": teacher.task.name, "teacher_info": getattr(teacher, "info", {}), **(extra_info or {})}
+            "task": teacher.task.name, "teacher_info": getattr(teacher, "info", {}),
+            "environment": environment_record(), **(extra_info or {})}
     bundle = LogitsBundle(parts["train"], parts["dev"], info, parts["test"])
     bundle.save(folder)
     shutil.rmtree(Path(folder) / ".cache", ignore_errors=True)
